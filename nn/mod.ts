@@ -1,0 +1,5 @@
+/**
+ * Neural-network building blocks as pure functions over param pytrees.
+ * @module
+ */
+export * from "./masks.ts";

@@ -1,0 +1,445 @@
+// The WebGPU device: storage allocation and pooling, dispatch batching (many dispatches,
+// one submit), pipeline cache, upload and async read-back (DESIGN 2.3, 5.1).
+import type { Device, HostArray, MemoryStats, Storage } from "../device.ts";
+import { bf16BitsToF32, type DType, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from "../dtype.ts";
+import type { Meta, OpDef } from "../op.ts";
+import type { Tensor } from "../tensor.ts";
+import type { Gpu, GpuTensor } from "./gpu.ts";
+import { createKernels } from "./kernels/mod.ts";
+import {
+  bindingCode,
+  type BindingSpec,
+  bufferBytes,
+  commonWgsl,
+  perTexel,
+  type StorageStrategy,
+  textureExtent,
+  textureFormat,
+} from "./layout.ts";
+
+export type { StorageStrategy };
+
+/** Device storage: one texture, or one or more buffers (chunks of at most a binding's size). */
+export class GpuStorage implements Storage {
+  refs = 0;
+  constructor(
+    readonly dtype: DType,
+    /** Capacity in elements (≥ the tensor's size: pooled storage is size-classed). */
+    readonly capacity: number,
+    readonly bytes: number,
+    readonly poolKey: string,
+    readonly texture: GPUTexture | null,
+    readonly buffers: readonly GPUBuffer[],
+    readonly chunkElements: number,
+  ) {}
+}
+
+/** One kernel launch. */
+export interface DispatchSpec {
+  /** WGSL after the generated prelude (bindings, accessors, uniforms `u(i)`, `uf(i)`, `ui(i)`). */
+  code: string;
+  inputs: readonly { name: string; tensor: GpuTensor }[];
+  outputs: readonly { name: string; storage: Storage }[];
+  /** 32-bit uniform words (see `f32Word`). */
+  uniforms?: readonly number[];
+  /** Workgroup counts. */
+  workgroups: readonly [number, number?, number?];
+}
+
+/** The bits of an f32 as a uniform word. */
+export function f32Word(x: number): number {
+  f32s[0] = x;
+  return u32s[0]!;
+}
+const f32s = new Float32Array(1);
+const u32s = new Uint32Array(f32s.buffer);
+
+const maxPendingDispatches = 256;
+
+/** Round an element count up to a size class (steps of 2^k and 1.5·2^k) so pooled storage is reused. */
+function sizeClass(n: number): number {
+  if (n <= 64) return 64;
+  const p = 2 ** Math.floor(Math.log2(n));
+  if (n === p) return p;
+  return n <= 1.5 * p ? 1.5 * p : 2 * p;
+}
+
+export class WebGpuDevice implements Device {
+  readonly kind = "webgpu" as const;
+  readonly name: string;
+  readonly gpu: Gpu;
+  #pool = new Map<string, GpuStorage[]>();
+  #pooledBytes = 0;
+  #live = new Set<GpuStorage>();
+  #pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  #encoder: GPUCommandEncoder | null = null;
+  #pass: GPUComputePassEncoder | null = null;
+  #pending = 0;
+  #transient: GPUBuffer[] = [];
+  readonly maxBindingElements: number;
+
+  constructor(
+    readonly device: GPUDevice,
+    readonly strategy: StorageStrategy,
+    readonly adapterDescription: string,
+  ) {
+    this.name = `webgpu:${strategy}`;
+    this.maxBindingElements = Math.floor(device.limits.maxStorageBufferBindingSize / 4 / 1024) *
+      1024;
+    this.gpu = createKernels(this);
+  }
+
+  // ------------------------------------------------------------ storage
+
+  /** A storage for `n` elements of `dtype`, from the pool when one fits. */
+  alloc(n: number, dtype: DType): GpuStorage {
+    const capacity = sizeClass(Math.max(1, n));
+    const key = this.#poolKey(capacity, dtype);
+    const pooled = this.#pool.get(key)?.pop();
+    if (pooled) {
+      this.#pooledBytes -= pooled.bytes;
+      this.#live.add(pooled);
+      return pooled;
+    }
+    const s = this.#create(capacity, dtype, key);
+    this.#live.add(s);
+    return s;
+  }
+
+  /** Storage for an op output. */
+  allocFor(meta: Meta): GpuStorage {
+    return this.alloc(meta.shape.reduce((a, b) => a * b, 1), meta.dtype);
+  }
+
+  #poolKey(capacity: number, dtype: DType): string {
+    return `${this.strategy}:${dtype}:${capacity}`;
+  }
+
+  #create(capacity: number, dtype: DType, key: string): GpuStorage {
+    if (this.strategy === "texture") {
+      const { width, height } = textureExtent(capacity, dtype);
+      const texture = this.device.createTexture({
+        size: [width, height],
+        format: textureFormat(dtype),
+        usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_SRC |
+          GPUTextureUsage.COPY_DST,
+      });
+      return new GpuStorage(dtype, capacity, width * height * 16, key, texture, [], 0);
+    }
+    const per = perTexel(dtype);
+    const chunkElements = Math.floor(this.maxBindingElements * (per === 8 ? 2 : 1) / per) * per;
+    const chunks: GPUBuffer[] = [];
+    let bytes = 0;
+    for (let start = 0; start < capacity; start += chunkElements) {
+      const size = bufferBytes(Math.min(chunkElements, capacity - start), dtype);
+      bytes += size;
+      chunks.push(this.device.createBuffer({
+        size,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      }));
+    }
+    return new GpuStorage(dtype, capacity, bytes, key, null, chunks, chunkElements);
+  }
+
+  release(storage: Storage): void {
+    const s = storage as GpuStorage;
+    if (!this.#live.delete(s)) return;
+    s.refs = 0;
+    const list = this.#pool.get(s.poolKey) ?? [];
+    list.push(s);
+    this.#pool.set(s.poolKey, list);
+    this.#pooledBytes += s.bytes;
+  }
+
+  /** Destroy every pooled allocation (memory the pool keeps for reuse). */
+  trimPool(): void {
+    this.flush();
+    for (const list of this.#pool.values()) {
+      for (const s of list) {
+        s.texture?.destroy();
+        for (const b of s.buffers) b.destroy();
+      }
+    }
+    this.#pool.clear();
+    this.#pooledBytes = 0;
+  }
+
+  stats(): MemoryStats {
+    let liveBytes = 0;
+    for (const s of this.#live) liveBytes += s.bytes;
+    return { liveBytes, liveCount: this.#live.size, pooledBytes: this.#pooledBytes };
+  }
+
+  upload(values: HostArray, dtype: DType): Storage {
+    const n = values.length;
+    const s = this.alloc(n, dtype);
+    let bytes: Uint8Array<ArrayBuffer>;
+    if (dtype === "bf16" || dtype === "f16") {
+      const bits = values instanceof Uint16Array
+        ? values
+        : Uint16Array.from(values, dtype === "bf16" ? f32ToBf16Bits : f32ToF16Bits);
+      bytes = new Uint8Array(bits.buffer as ArrayBuffer, bits.byteOffset, bits.byteLength);
+    } else if (dtype === "i32") {
+      const v = values instanceof Int32Array ? values : Int32Array.from(values, Math.trunc);
+      bytes = new Uint8Array(v.buffer as ArrayBuffer, v.byteOffset, v.byteLength);
+    } else {
+      const v = values instanceof Float32Array ? values : Float32Array.from(values);
+      bytes = new Uint8Array(v.buffer as ArrayBuffer, v.byteOffset, v.byteLength);
+    }
+    // writes are queue operations: submit encoded work first so it runs before this write
+    this.flush();
+    this.#write(s, bytes);
+    return s;
+  }
+
+  #write(s: GpuStorage, bytes: Uint8Array<ArrayBuffer>): void {
+    if (s.texture) {
+      const { width, height } = s.texture;
+      const full = new Uint8Array(width * height * 16);
+      full.set(bytes);
+      this.device.queue.writeTexture({ texture: s.texture }, full, { bytesPerRow: width * 16 }, [
+        width,
+        height,
+      ]);
+      return;
+    }
+    const chunkBytes = s.chunkElements * (s.dtype === "bf16" || s.dtype === "f16" ? 2 : 4);
+    s.buffers.forEach((b, c) => {
+      const part = bytes.subarray(c * chunkBytes, Math.min(bytes.length, (c + 1) * chunkBytes));
+      if (part.length === 0) return;
+      const padded = part.length % 4 === 0 ? part : (() => {
+        const p = new Uint8Array(Math.ceil(part.length / 4) * 4);
+        p.set(part);
+        return p;
+      })();
+      this.device.queue.writeBuffer(b, 0, padded as Uint8Array<ArrayBuffer>);
+    });
+  }
+
+  async read(storage: Storage, dtype: DType, size: number): Promise<Float32Array | Int32Array> {
+    const s = storage as GpuStorage;
+    const elementBytes = dtype === "bf16" || dtype === "f16" ? 2 : 4;
+    const need = Math.ceil(size * elementBytes / 4) * 4;
+    this.#endPass();
+    const encoder = this.#encoder ?? this.device.createCommandEncoder();
+    this.#encoder = null;
+    let staging: GPUBuffer;
+    if (s.texture) {
+      const { width } = s.texture;
+      const rows = Math.max(1, Math.ceil(need / (width * 16)));
+      staging = this.device.createBuffer({
+        size: rows * width * 16,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
+      encoder.copyTextureToBuffer({ texture: s.texture }, {
+        buffer: staging,
+        bytesPerRow: width * 16,
+      }, [width, rows]);
+    } else {
+      staging = this.device.createBuffer({
+        size: Math.max(4, need),
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
+      const chunkBytes = s.chunkElements * elementBytes;
+      s.buffers.forEach((b, c) => {
+        const len = Math.min(need - c * chunkBytes, b.size);
+        if (len > 0) {
+          encoder.copyBufferToBuffer(b, 0, staging, c * chunkBytes, Math.ceil(len / 4) * 4);
+        }
+      });
+    }
+    this.#submit(encoder);
+    await staging.mapAsync(GPUMapMode.READ);
+    const raw = staging.getMappedRange().slice(0, need);
+    staging.unmap();
+    staging.destroy();
+    if (dtype === "f32") return new Float32Array(raw, 0, size);
+    if (dtype === "i32") return new Int32Array(raw, 0, size);
+    const bits = new Uint16Array(raw, 0, size);
+    return Float32Array.from(bits, dtype === "bf16" ? bf16BitsToF32 : f16BitsToF32);
+  }
+
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+  }
+
+  run(def: OpDef, inputs: readonly Tensor[], attrs: unknown, outs: readonly Meta[]): Storage[] {
+    return def.webgpu(this.gpu, inputs, attrs, outs);
+  }
+
+  // ------------------------------------------------------------ dispatch
+
+  /** Encode one kernel launch into the current batch. */
+  dispatch(spec: DispatchSpec): void {
+    const specs: BindingSpec[] = [
+      ...spec.inputs.map(({ name, tensor }) =>
+        this.#bindingSpec(name, tensor.storage as GpuStorage, "read")
+      ),
+      ...spec.outputs.map(({ name, storage }) =>
+        this.#bindingSpec(name, storage as GpuStorage, "write")
+      ),
+    ];
+    const words = spec.uniforms ?? [];
+    const uniformVecs = Math.max(1, Math.ceil(words.length / 4));
+    const prelude = `@group(0) @binding(0) var<uniform> U: array<vec4<u32>, ${uniformVecs}>;
+fn u(i: u32) -> u32 { return U[i >> 2u][i & 3u]; }
+fn uf(i: u32) -> f32 { return bitcast<f32>(u(i)); }
+fn ui(i: u32) -> i32 { return bitcast<i32>(u(i)); }
+${commonWgsl}
+${bindingCode(this.strategy, specs, 1)}
+`;
+    const code = prelude + spec.code;
+    const { pipeline, layout } = this.#pipeline(code, specs);
+    const uniform = this.device.createBuffer({
+      size: uniformVecs * 16,
+      usage: GPUBufferUsage.UNIFORM,
+      mappedAtCreation: true,
+    });
+    new Uint32Array(uniform.getMappedRange()).set(words.map((w) => w >>> 0));
+    uniform.unmap();
+    this.#transient.push(uniform);
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform } }];
+    let binding = 1;
+    for (
+      const s of [
+        ...spec.inputs.map((i) => i.tensor.storage),
+        ...spec.outputs.map((o) => o.storage),
+      ]
+    ) {
+      const g = s as GpuStorage;
+      if (g.texture) entries.push({ binding: binding++, resource: g.texture.createView() });
+      else for (const b of g.buffers) entries.push({ binding: binding++, resource: { buffer: b } });
+    }
+    const bindGroup = this.device.createBindGroup({ layout, entries });
+    const pass = this.#currentPass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    const [x, y = 1, z = 1] = spec.workgroups;
+    pass.dispatchWorkgroups(x, y, z);
+    if (++this.#pending >= maxPendingDispatches) this.flush();
+  }
+
+  #bindingSpec(name: string, s: GpuStorage, access: "read" | "write"): BindingSpec {
+    return {
+      name,
+      dtype: s.dtype,
+      access,
+      chunks: Math.max(1, s.buffers.length),
+      chunkElements: s.chunkElements,
+    };
+  }
+
+  #pipeline(code: string, specs: readonly BindingSpec[]) {
+    const cached = this.#pipelines.get(code);
+    if (cached) return cached;
+    const entries: GPUBindGroupLayoutEntry[] = [{
+      binding: 0,
+      visibility: GPUShaderStage.COMPUTE,
+      buffer: { type: "uniform" },
+    }];
+    let binding = 1;
+    for (const s of specs) {
+      if (this.strategy === "texture") {
+        entries.push({
+          binding: binding++,
+          visibility: GPUShaderStage.COMPUTE,
+          storageTexture: {
+            access: s.access === "read" ? "read-only" : "write-only",
+            format: textureFormat(s.dtype),
+            viewDimension: "2d",
+          },
+        });
+      } else {
+        for (let c = 0; c < s.chunks; c++) {
+          entries.push({
+            binding: binding++,
+            visibility: GPUShaderStage.COMPUTE,
+            buffer: { type: s.access === "read" ? "read-only-storage" : "storage" },
+          });
+        }
+      }
+    }
+    const layout = this.device.createBindGroupLayout({ entries });
+    const module = this.device.createShaderModule({ code });
+    const pipeline = this.device.createComputePipeline({
+      layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+      compute: { module, entryPoint: "main" },
+    });
+    const entry = { pipeline, layout };
+    this.#pipelines.set(code, entry);
+    return entry;
+  }
+
+  #currentPass(): GPUComputePassEncoder {
+    if (this.#pass) return this.#pass;
+    this.#encoder ??= this.device.createCommandEncoder();
+    this.#pass = this.#encoder.beginComputePass();
+    return this.#pass;
+  }
+
+  #endPass(): void {
+    this.#pass?.end();
+    this.#pass = null;
+  }
+
+  /** Submit everything encoded so far (does not wait). */
+  flush(): void {
+    this.#endPass();
+    if (this.#encoder) {
+      const encoder = this.#encoder;
+      this.#encoder = null;
+      this.#submit(encoder);
+    }
+  }
+
+  #submit(encoder: GPUCommandEncoder): void {
+    this.device.queue.submit([encoder.finish()]);
+    this.#pending = 0;
+    for (const b of this.#transient) b.destroy();
+    this.#transient = [];
+  }
+
+  /** Temporary output storage for a multi-pass kernel; give it back with `release`. */
+  temp(n: number, dtype: DType): GpuStorage {
+    return this.alloc(n, dtype);
+  }
+}
+
+/** Choose the storage strategy from the adapter: textures on CPU (fallback) adapters. */
+function chooseStrategy(adapter: GPUAdapter): StorageStrategy {
+  const info = adapter.info;
+  const cpu = info.isFallbackAdapter ||
+    /llvmpipe|lavapipe|swiftshader|software/i.test(info.description);
+  return cpu ? "texture" : "buffer";
+}
+
+/** Open the WebGPU device (null when there is no adapter). */
+export async function createWebGpuDevice(
+  storage: StorageStrategy | "auto" = "auto",
+): Promise<WebGpuDevice | null> {
+  if (typeof navigator === "undefined" || !("gpu" in navigator)) return null;
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) return null;
+  if (storage !== "auto" && storage !== "texture" && storage !== "buffer") {
+    throw new Error(`TENSOR_STORAGE: expected texture, buffer or auto, got '${storage}'`);
+  }
+  const strategy = storage === "auto" ? chooseStrategy(adapter) : storage;
+  const l = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredLimits: {
+      maxTextureDimension2D: l.maxTextureDimension2D,
+      maxBufferSize: l.maxBufferSize,
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+      maxStorageTexturesPerShaderStage: l.maxStorageTexturesPerShaderStage,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+    },
+  });
+  device.addEventListener("uncapturederror", (e) => {
+    console.error(`webgpu: ${(e as GPUUncapturedErrorEvent).error.message}`);
+  });
+  return new WebGpuDevice(device, strategy, adapter.info.description);
+}
