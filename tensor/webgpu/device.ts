@@ -71,6 +71,7 @@ export class WebGpuDevice implements Device {
   #pool = new Map<string, GpuStorage[]>();
   #pooledBytes = 0;
   #live = new Set<GpuStorage>();
+  #derived = new Map<GpuStorage, Map<string, GpuStorage>>();
   #pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
@@ -141,10 +142,28 @@ export class WebGpuDevice implements Device {
     return new GpuStorage(dtype, capacity, bytes, key, null, chunks, chunkElements);
   }
 
+  /**
+   * Data derived from a storage's contents and kept while it lives (e.g. a weight packed into
+   * matmul panels): `make` runs once per (storage, key); released with the storage.
+   */
+  derived(storage: Storage, key: string, make: () => GpuStorage): GpuStorage {
+    const s = storage as GpuStorage;
+    let entries = this.#derived.get(s);
+    if (!entries) this.#derived.set(s, entries = new Map());
+    let d = entries.get(key);
+    if (!d) entries.set(key, d = make());
+    return d;
+  }
+
   release(storage: Storage): void {
     const s = storage as GpuStorage;
     if (!this.#live.delete(s)) return;
     s.refs = 0;
+    const derived = this.#derived.get(s);
+    if (derived) {
+      this.#derived.delete(s);
+      for (const d of derived.values()) this.release(d);
+    }
     const list = this.#pool.get(s.poolKey) ?? [];
     list.push(s);
     this.#pool.set(s.poolKey, list);
