@@ -425,12 +425,73 @@ ${bindingCode(this.strategy, specs, 1)}
   }
 }
 
-/** Choose the storage strategy from the adapter: textures on CPU (fallback) adapters. */
-function chooseStrategy(adapter: GPUAdapter): StorageStrategy {
-  const info = adapter.info;
-  const cpu = info.isFallbackAdapter ||
-    /llvmpipe|lavapipe|swiftshader|software/i.test(info.description);
-  return cpu ? "texture" : "buffer";
+/**
+ * Choose the storage strategy by measuring (DESIGN 5.1): time a kernel that streams loads
+ * from a storage buffer against the same kernel reading a read-only storage texture. On
+ * lavapipe a buffer load costs ~40× a texture load; on real GPUs buffers win or tie.
+ */
+async function probeStrategy(device: GPUDevice): Promise<{ strategy: StorageStrategy; ratio: number }> {
+  const texels = 4096;
+  const loads = 2048;
+  const buffer = device.createBuffer({ size: texels * 16, usage: GPUBufferUsage.STORAGE });
+  const texture = device.createTexture({
+    size: [texels / 16, 16],
+    format: "rgba32float",
+    usage: GPUTextureUsage.STORAGE_BINDING,
+  });
+  const out = device.createBuffer({ size: 64 * 64 * 4, usage: GPUBufferUsage.STORAGE });
+  const body = (load: string, n = loads) => `
+@group(0) @binding(1) var<storage, read_write> result: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  var acc = vec4<f32>(0.0);
+  var t = gid.x * 7u;
+  for (var i = 0u; i < ${n}u; i++) { t = (t + 61u) & ${texels - 1}u; acc += ${load}; }
+  result[gid.x] = acc.x + acc.y + acc.z + acc.w;
+}`;
+  const kernels = {
+    empty: `@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;\n${body("src[t]", 1)}`,
+    buffer: `@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;\n${body("src[t]")}`,
+    texture: `@group(0) @binding(0) var src: texture_storage_2d<rgba32float, read>;\n${
+      body("textureLoad(src, vec2<u32>(t % 256u, t / 256u))")
+    }`,
+  };
+  const time = async (kind: "empty" | "buffer" | "texture") => {
+    const pipeline = device.createComputePipeline({
+      layout: "auto",
+      compute: { module: device.createShaderModule({ code: kernels[kind] }), entryPoint: "main" },
+    });
+    const bindGroup = device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: kind === "texture" ? texture.createView() : { buffer } },
+        { binding: 1, resource: { buffer: out } },
+      ],
+    });
+    let best = Infinity;
+    for (let rep = 0; rep < 3; rep++) {
+      const encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(64);
+      pass.end();
+      const start = performance.now();
+      device.queue.submit([encoder.finish()]);
+      await device.queue.onSubmittedWorkDone();
+      best = Math.min(best, performance.now() - start);
+    }
+    return best;
+  };
+  const tEmpty = await time("empty");
+  const tBuffer = Math.max(0.01, (await time("buffer")) - tEmpty);
+  const tTexture = Math.max(0.01, (await time("texture")) - tEmpty);
+  buffer.destroy();
+  texture.destroy();
+  out.destroy();
+  const ratio = tBuffer / tTexture;
+  if (Deno.env.get("DEBUG_PROBE")) console.error(`probe: buffer ${tBuffer.toFixed(2)} ms, texture ${tTexture.toFixed(2)} ms`);
+  return { strategy: ratio > 1.5 ? "texture" : "buffer", ratio };
 }
 
 /** Open the WebGPU device (null when there is no adapter). */
@@ -443,7 +504,6 @@ export async function createWebGpuDevice(
   if (storage !== "auto" && storage !== "texture" && storage !== "buffer") {
     throw new Error(`TENSOR_STORAGE: expected texture, buffer or auto, got '${storage}'`);
   }
-  const strategy = storage === "auto" ? chooseStrategy(adapter) : storage;
   const l = adapter.limits;
   const device = await adapter.requestDevice({
     requiredLimits: {
@@ -460,5 +520,6 @@ export async function createWebGpuDevice(
   device.addEventListener("uncapturederror", (e) => {
     console.error(`webgpu: ${(e as GPUUncapturedErrorEvent).error.message}`);
   });
+  const strategy = storage === "auto" ? (await probeStrategy(device)).strategy : storage;
   return new WebGpuDevice(device, strategy, adapter.info.description);
 }
