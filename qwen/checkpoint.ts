@@ -1,0 +1,205 @@
+// Loading a Hugging Face model directory (config.json + model.safetensors, or shards listed
+// in model.safetensors.index.json) into a params tree on a device. bf16/f16 weights stay
+// 16-bit on the device; kernels upcast them on load (DESIGN 2.3).
+import { defaultDevice } from "../tensor/backend.ts";
+import { tensor } from "../tensor/create.ts";
+import type { Device } from "../tensor/device.ts";
+import type { DType } from "../tensor/dtype.ts";
+import { SafetensorsError, SafetensorsFile, type TensorInfo } from "../tensor/safetensors.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { fmtShape } from "../tensor/tensor.ts";
+import { treeFromNames } from "../nn/params.ts";
+import { ConfigError, expectedShapes, type Qwen2Config, readQwen2Config } from "./config.ts";
+
+/** The tensors of a model directory, by name, each in its file. */
+export class Checkpoint {
+  private constructor(
+    readonly dir: string,
+    private readonly files: Map<string, SafetensorsFile>,
+    private readonly where: Map<string, SafetensorsFile>,
+  ) {}
+
+  /** Open `dir`'s model.safetensors, or the shards its index lists. Headers only. */
+  static async open(dir: string, name = "model"): Promise<Checkpoint> {
+    const indexPath = `${dir}/${name}.safetensors.index.json`;
+    const single = `${dir}/${name}.safetensors`;
+    const files = new Map<string, SafetensorsFile>();
+    const where = new Map<string, SafetensorsFile>();
+    const indexText = await Deno.readTextFile(indexPath).catch(() => null);
+    try {
+      if (indexText !== null) {
+        let weightMap: Record<string, unknown>;
+        try {
+          weightMap = JSON.parse(indexText).weight_map;
+        } catch (e) {
+          throw new ConfigError(`${indexPath}: invalid JSON (${(e as Error).message})`);
+        }
+        if (weightMap === null || typeof weightMap !== "object") {
+          throw new ConfigError(`${indexPath}: field 'weight_map' is missing or not an object`);
+        }
+        for (const [tensorName, shard] of Object.entries(weightMap)) {
+          if (typeof shard !== "string" || shard.includes("/")) {
+            throw new ConfigError(`${indexPath}: weight_map['${tensorName}'] is not a file name`);
+          }
+          let file = files.get(shard);
+          if (!file) files.set(shard, file = await SafetensorsFile.open(`${dir}/${shard}`));
+          if (!file.info(tensorName)) {
+            throw new SafetensorsError(
+              file.path,
+              `index lists tensor '${tensorName}', which is not in the file`,
+            );
+          }
+          where.set(tensorName, file);
+        }
+      } else {
+        const exists = await Deno.stat(dir).then((s) => s.isDirectory, () => false);
+        if (!exists) throw new ConfigError(`${dir}: no such model directory`);
+        const file = await SafetensorsFile.open(single);
+        files.set(`${name}.safetensors`, file);
+        for (const tensorName of file.tensors.keys()) where.set(tensorName, file);
+      }
+    } catch (e) {
+      for (const f of files.values()) f.close();
+      throw e;
+    }
+    return new Checkpoint(dir, files, where);
+  }
+
+  /** Every tensor name. */
+  names(): string[] {
+    return [...this.where.keys()];
+  }
+
+  /** Header entry and file of a tensor. */
+  info(name: string): { info: TensorInfo; path: string } | undefined {
+    const f = this.where.get(name);
+    const info = f?.info(name);
+    return f && info ? { info, path: f.path } : undefined;
+  }
+
+  /** Read one tensor onto `device`, keeping bf16/f16 as stored (I64/U8 become i32, F64 f32). */
+  async load(name: string, device: Device = defaultDevice()): Promise<Tensor> {
+    const f = this.where.get(name);
+    if (!f) throw new SafetensorsError(this.dir, `no tensor named '${name}'`);
+    const { info, bytes } = await f.read(name);
+    const { values, dtype } = decode(info, bytes, f.path);
+    return tensor(values, info.shape, { dtype, device });
+  }
+
+  close(): void {
+    for (const f of this.files.values()) f.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function decode(info: TensorInfo, bytes: Uint8Array<ArrayBuffer>, path: string) {
+  const buf = bytes.buffer;
+  switch (info.dtype) {
+    case "F32":
+      return { values: new Float32Array(buf), dtype: "f32" as DType };
+    case "BF16":
+      return { values: new Uint16Array(buf), dtype: "bf16" as DType };
+    case "F16":
+      return { values: new Uint16Array(buf), dtype: "f16" as DType };
+    case "F64":
+      return { values: Float32Array.from(new Float64Array(buf)), dtype: "f32" as DType };
+    case "I32":
+      return { values: new Int32Array(buf), dtype: "i32" as DType };
+    case "I64": {
+      const wide = new BigInt64Array(buf);
+      const values = new Int32Array(wide.length);
+      wide.forEach((v, i) => {
+        if (v > 2147483647n || v < -2147483648n) {
+          throw new SafetensorsError(
+            path,
+            `tensor '${info.name}' holds ${v}, outside the i32 range`,
+          );
+        }
+        values[i] = Number(v);
+      });
+      return { values, dtype: "i32" as DType };
+    }
+    case "U8":
+    case "I8":
+    case "BOOL":
+      return {
+        values: Int32Array.from(info.dtype === "I8" ? new Int8Array(buf) : bytes),
+        dtype: "i32" as DType,
+      };
+    case "I16":
+      return { values: Int32Array.from(new Int16Array(buf)), dtype: "i32" as DType };
+    default:
+      return info.dtype satisfies never;
+  }
+}
+
+/** A loaded dense Qwen2 model: config and params tree (Hugging Face names as paths). */
+export interface QwenModel {
+  readonly config: Qwen2Config;
+  readonly params: QwenParams;
+  readonly dir: string;
+}
+
+/** Linear layer params. */
+export interface LinearParams {
+  weight: Tensor;
+  bias?: Tensor;
+}
+
+/** One decoder layer (Hugging Face names). */
+export interface LayerParams {
+  input_layernorm: { weight: Tensor };
+  post_attention_layernorm: { weight: Tensor };
+  self_attn: {
+    q_proj: LinearParams;
+    k_proj: LinearParams;
+    v_proj: LinearParams;
+    o_proj: LinearParams;
+  };
+  mlp: { gate_proj: LinearParams; up_proj: LinearParams; down_proj: LinearParams };
+}
+
+/** The params tree of Qwen2ForCausalLM. */
+export interface QwenParams {
+  model: { embed_tokens: { weight: Tensor }; layers: LayerParams[]; norm: { weight: Tensor } };
+  lm_head?: { weight: Tensor };
+}
+
+/**
+ * Load a Hugging Face Qwen2 directory: validate config.json, check every tensor's presence
+ * and shape against it, and upload the weights.
+ * @example
+ * const model = await loadQwen("models/brown-qwen2");
+ */
+export async function loadQwen(dir: string, device: Device = defaultDevice()): Promise<QwenModel> {
+  const config = await readQwen2Config(dir);
+  using ckpt = await Checkpoint.open(dir);
+  const expected = expectedShapes(config);
+  const loaded = new Map<string, Tensor>();
+  try {
+    for (const [name, shape] of expected) {
+      const found = ckpt.info(name);
+      if (!found) {
+        throw new SafetensorsError(`${dir}/model.safetensors`, `missing tensor '${name}'`);
+      }
+      const same = found.info.shape.length === shape.length &&
+        found.info.shape.every((n, i) => n === shape[i]);
+      if (!same) {
+        throw new SafetensorsError(
+          found.path,
+          `tensor '${name}' has shape ${fmtShape(found.info.shape)}, config.json says ${
+            fmtShape(shape)
+          }`,
+        );
+      }
+      loaded.set(name, await ckpt.load(name, device));
+    }
+  } catch (e) {
+    for (const t of loaded.values()) t.dispose();
+    throw e;
+  }
+  return { config, params: treeFromNames(loaded) as unknown as QwenParams, dir };
+}

@@ -1,0 +1,163 @@
+// The Qwen2 decoder as a pure function (DESIGN 3.1): params tree + token ids → hidden states
+// and logits, batched with right padding.
+import { causal, type MaskVariant } from "../nn/masks.ts";
+import { linear } from "../nn/linear.ts";
+import { ropeTables } from "../nn/rope.ts";
+import { add } from "../tensor/ops/elementwise.ts";
+import { attention } from "../tensor/ops/attention.ts";
+import { gather } from "../tensor/ops/gather.ts";
+import { permute, reshape } from "../tensor/ops/layout.ts";
+import { rmsNorm, swiglu } from "../tensor/ops/norm.ts";
+import { rope } from "../tensor/ops/rope.ts";
+import { fmtShape, type Tensor } from "../tensor/tensor.ts";
+import type { Qwen2Config } from "./config.ts";
+import type { LayerParams, QwenParams } from "./checkpoint.ts";
+
+/** Options of `decoder`. */
+export interface DecoderOptions {
+  /** Attention mask variant for every layer, or one per layer. Default causal. */
+  mask?: MaskVariant | readonly MaskVariant[];
+  /** i32 [B, T]: 1 at real tokens, 0 at right padding (padded keys are never attended). */
+  attentionMask?: Tensor;
+  /** i32 [B, T] arrays the mask variant reads, by name (e.g. `documentIds`). */
+  tokenArrays?: Readonly<Record<string, Tensor>>;
+  /** Return every layer's hidden states, as Hugging Face `output_hidden_states`. */
+  outputHiddenStates?: boolean;
+  /** Compute the logits (default true). */
+  logits?: boolean;
+}
+
+/** What `decoder` returns. */
+export interface DecoderOutput {
+  /** [B, T, V], unless `logits: false`. */
+  logits?: Tensor;
+  /** final norm(output of the last layer) [B, T, H] (HF `last_hidden_state`). */
+  lastHiddenState: Tensor;
+  /** Raw output of the last layer, before the final norm. */
+  lastLayerPrenorm: Tensor;
+  /** HF convention: [0] embeddings, [i] output of layer i−1, [L] = lastHiddenState. */
+  hiddenStates?: Tensor[];
+}
+
+/** The LM head weight: lm_head, or the embedding when tied. */
+export function lmHeadWeight(params: QwenParams, config: Qwen2Config): Tensor {
+  if (config.tieWordEmbeddings) return params.model.embed_tokens.weight;
+  if (!params.lm_head) throw new Error("decoder: untied model has no lm_head.weight");
+  return params.lm_head.weight;
+}
+
+/**
+ * Qwen2ForCausalLM forward on token ids [B, T] (i32, right-padded).
+ * @example
+ * const { logits } = decoder(model.params, ids, model.config, { attentionMask });
+ */
+export function decoder(
+  params: QwenParams,
+  inputIds: Tensor,
+  config: Qwen2Config,
+  options: DecoderOptions = {},
+): DecoderOutput {
+  if (inputIds.rank !== 2 || inputIds.dtype !== "i32") {
+    throw new Error(
+      `decoder: input ids must be i32 [B, T], got ${inputIds.dtype} ${fmtShape(inputIds.shape)}`,
+    );
+  }
+  const [, t] = inputIds.shape as [number, number];
+  if (t > config.maxPositionEmbeddings) {
+    throw new Error(
+      `decoder: ${t} tokens exceed max_position_embeddings ${config.maxPositionEmbeddings}`,
+    );
+  }
+  const masks = maskPerLayer(options.mask ?? causal, config.numHiddenLayers);
+  const { cos, sin } = ropeTables(t, config.headDim, config.ropeTheta, inputIds.device);
+  let h = gather(params.model.embed_tokens.weight, inputIds);
+  const hiddenStates: Tensor[] = [h];
+  params.model.layers.forEach((layer, i) => {
+    const variant = masks[i]!;
+    const tokens = variant.tokenArrays.map((name) => {
+      const arr = options.tokenArrays?.[name];
+      if (!arr) throw new Error(`decoder: mask ${variant.name} needs token array '${name}'`);
+      return arr;
+    });
+    h = decoderLayer(layer, h, config, {
+      cos,
+      sin,
+      variant,
+      keyValid: options.attentionMask,
+      tokens,
+    });
+    if (i < config.numHiddenLayers - 1) hiddenStates.push(h);
+  });
+  const lastHiddenState = rmsNorm(h, params.model.norm.weight, config.rmsNormEps);
+  hiddenStates.push(lastHiddenState);
+  const out: DecoderOutput = { lastHiddenState, lastLayerPrenorm: h };
+  if (options.outputHiddenStates) out.hiddenStates = hiddenStates;
+  if (options.logits ?? true) {
+    out.logits = linear(lastHiddenState, { weight: lmHeadWeight(params, config) });
+  }
+  return out;
+}
+
+interface LayerContext {
+  cos: Tensor;
+  sin: Tensor;
+  variant: MaskVariant;
+  keyValid?: Tensor;
+  tokens: Tensor[];
+}
+
+/** One decoder layer: pre-norm attention and SwiGLU MLP, each with a residual. */
+export function decoderLayer(
+  layer: LayerParams,
+  h: Tensor,
+  config: Qwen2Config,
+  ctx: LayerContext,
+): Tensor {
+  const a = selfAttention(
+    layer,
+    rmsNorm(h, layer.input_layernorm.weight, config.rmsNormEps),
+    config,
+    ctx,
+  );
+  const x = add(h, a);
+  const u = rmsNorm(x, layer.post_attention_layernorm.weight, config.rmsNormEps);
+  const { gate_proj, up_proj, down_proj } = layer.mlp;
+  return add(x, linear(swiglu(linear(u, gate_proj), linear(u, up_proj)), down_proj));
+}
+
+/** Split [B, T, heads·D] into [B, heads, T, D]. */
+function heads(x: Tensor, n: number, d: number): Tensor {
+  const [b, t] = x.shape as [number, number];
+  return permute(reshape(x, [b, t, n, d]), [0, 2, 1, 3]);
+}
+
+function selfAttention(
+  layer: LayerParams,
+  x: Tensor,
+  config: Qwen2Config,
+  ctx: LayerContext,
+): Tensor {
+  const { numAttentionHeads: nh, numKeyValueHeads: nkv, headDim: d } = config;
+  const { q_proj, k_proj, v_proj, o_proj } = layer.self_attn;
+  const q = rope(heads(linear(x, q_proj), nh, d), ctx.cos, ctx.sin);
+  const k = rope(heads(linear(x, k_proj), nkv, d), ctx.cos, ctx.sin);
+  const v = heads(linear(x, v_proj), nkv, d);
+  const out = attention(q, k, v, {
+    mask: ctx.variant.mask,
+    keyValid: ctx.keyValid,
+    tokens: ctx.tokens,
+  });
+  const [b, , t] = out.shape as [number, number, number];
+  return linear(reshape(permute(out, [0, 2, 1, 3]), [b, t, nh * d]), o_proj);
+}
+
+function maskPerLayer(
+  mask: MaskVariant | readonly MaskVariant[],
+  layers: number,
+): readonly MaskVariant[] {
+  if (!Array.isArray(mask)) return new Array(layers).fill(mask);
+  if (mask.length !== layers) {
+    throw new Error(`decoder: ${mask.length} masks given for ${layers} layers`);
+  }
+  return mask as readonly MaskVariant[];
+}
