@@ -6,7 +6,7 @@ import { ropeTables } from "../nn/rope.ts";
 import { add } from "../tensor/ops/elementwise.ts";
 import { attention } from "../tensor/ops/attention.ts";
 import { gather } from "../tensor/ops/gather.ts";
-import { permute, reshape } from "../tensor/ops/layout.ts";
+import { concat, permute, reshape, slice } from "../tensor/ops/layout.ts";
 import { rmsNorm, swiglu } from "../tensor/ops/norm.ts";
 import { rope } from "../tensor/ops/rope.ts";
 import { fmtShape, type Tensor } from "../tensor/tensor.ts";
@@ -25,6 +25,16 @@ export interface DecoderOptions {
   outputHiddenStates?: boolean;
   /** Compute the logits (default true). */
   logits?: boolean;
+  /** Keys and values of earlier tokens (generation): positions continue after them. */
+  cache?: KvCache;
+  /** Only the last position's logits ([B, 1, V]), as generation needs. */
+  lastLogitsOnly?: boolean;
+}
+
+/** Per-layer keys and values [B, Hk, S, D] of the tokens seen so far. */
+export interface KvCache {
+  readonly length: number;
+  readonly layers: readonly { k: Tensor; v: Tensor }[];
 }
 
 /** What `decoder` returns. */
@@ -37,6 +47,8 @@ export interface DecoderOutput {
   lastLayerPrenorm: Tensor;
   /** HF convention: [0] embeddings, [i] output of layer i−1, [L] = lastHiddenState. */
   hiddenStates?: Tensor[];
+  /** The cache extended by this call's tokens. */
+  cache: KvCache;
 }
 
 /** The LM head weight: lm_head, or the embedding when tied. */
@@ -62,16 +74,18 @@ export function decoder(
       `decoder: input ids must be i32 [B, T], got ${inputIds.dtype} ${fmtShape(inputIds.shape)}`,
     );
   }
-  const [, t] = inputIds.shape as [number, number];
-  if (t > config.maxPositionEmbeddings) {
+  const t = inputIds.shape[1]!;
+  const past = options.cache?.length ?? 0;
+  if (past + t > config.maxPositionEmbeddings) {
     throw new Error(
-      `decoder: ${t} tokens exceed max_position_embeddings ${config.maxPositionEmbeddings}`,
+      `decoder: ${past + t} tokens exceed max_position_embeddings ${config.maxPositionEmbeddings}`,
     );
   }
   const masks = maskPerLayer(options.mask ?? causal, config.numHiddenLayers);
-  const { cos, sin } = ropeTables(t, config.headDim, config.ropeTheta, inputIds.device);
+  const { cos, sin } = ropeTables(t, config.headDim, config.ropeTheta, inputIds.device, past);
   let h = gather(params.model.embed_tokens.weight, inputIds);
   const hiddenStates: Tensor[] = [h];
+  const cacheLayers: { k: Tensor; v: Tensor }[] = [];
   params.model.layers.forEach((layer, i) => {
     const variant = masks[i]!;
     const tokens = variant.tokenArrays.map((name) => {
@@ -79,21 +93,30 @@ export function decoder(
       if (!arr) throw new Error(`decoder: mask ${variant.name} needs token array '${name}'`);
       return arr;
     });
-    h = decoderLayer(layer, h, config, {
+    const ctx: LayerContext = {
       cos,
       sin,
       variant,
       keyValid: options.attentionMask,
       tokens,
-    });
+      past: options.cache?.layers[i],
+      pastLength: past,
+    };
+    h = decoderLayer(layer, h, config, ctx);
+    cacheLayers.push(ctx.present!);
     if (i < config.numHiddenLayers - 1) hiddenStates.push(h);
   });
   const lastHiddenState = rmsNorm(h, params.model.norm.weight, config.rmsNormEps);
   hiddenStates.push(lastHiddenState);
-  const out: DecoderOutput = { lastHiddenState, lastLayerPrenorm: h };
+  const out: DecoderOutput = {
+    lastHiddenState,
+    lastLayerPrenorm: h,
+    cache: { length: past + t, layers: cacheLayers },
+  };
   if (options.outputHiddenStates) out.hiddenStates = hiddenStates;
   if (options.logits ?? true) {
-    out.logits = linear(lastHiddenState, { weight: lmHeadWeight(params, config) });
+    const x = options.lastLogitsOnly ? slice(lastHiddenState, [0, t - 1, 0]) : lastHiddenState;
+    out.logits = linear(x, { weight: lmHeadWeight(params, config) });
   }
   return out;
 }
@@ -104,6 +127,11 @@ interface LayerContext {
   variant: MaskVariant;
   keyValid?: Tensor;
   tokens: Tensor[];
+  /** Keys/values of earlier positions, and how many. */
+  past?: { k: Tensor; v: Tensor };
+  pastLength: number;
+  /** Set by the layer: keys/values including this call's tokens. */
+  present?: { k: Tensor; v: Tensor };
 }
 
 /** One decoder layer: pre-norm attention and SwiGLU MLP, each with a residual. */
@@ -140,12 +168,18 @@ function selfAttention(
   const { numAttentionHeads: nh, numKeyValueHeads: nkv, headDim: d } = config;
   const { q_proj, k_proj, v_proj, o_proj } = layer.self_attn;
   const q = rope(heads(linear(x, q_proj), nh, d), ctx.cos, ctx.sin);
-  const k = rope(heads(linear(x, k_proj), nkv, d), ctx.cos, ctx.sin);
-  const v = heads(linear(x, v_proj), nkv, d);
+  let k = rope(heads(linear(x, k_proj), nkv, d), ctx.cos, ctx.sin);
+  let v = heads(linear(x, v_proj), nkv, d);
+  if (ctx.past) {
+    k = concat([ctx.past.k, k], 2);
+    v = concat([ctx.past.v, v], 2);
+  }
+  ctx.present = { k, v };
   const out = attention(q, k, v, {
     mask: ctx.variant.mask,
     keyValid: ctx.keyValid,
     tokens: ctx.tokens,
+    queryOffset: ctx.pastLength,
   });
   const [b, , t] = out.shape as [number, number, number];
   return linear(reshape(permute(out, [0, 2, 1, 3]), [b, t, nh * d]), o_proj);

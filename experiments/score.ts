@@ -1,0 +1,99 @@
+// `deno task score`: per-token log-probabilities, mean NLL per row, overall perplexity.
+import { decoder } from "../qwen/decoder.ts";
+import { tensor } from "../tensor/create.ts";
+import { crossEntropy } from "../tensor/ops/cross_entropy.ts";
+import { reshape, slice } from "../tensor/ops/layout.ts";
+import { scopeAsync } from "../tensor/scope.ts";
+import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
+import { readRows, rowIds } from "./data.ts";
+import { checkIds, modelFlags, openDevice, openModel } from "./model.ts";
+
+const spec = {
+  name: "score",
+  summary:
+    "Score every row of a data file: log p(token t+1 | tokens ≤ t), mean NLL, and perplexity.",
+  flags: {
+    ...modelFlags,
+    data: {
+      type: "string",
+      metavar: "FILE",
+      help: 'JSON array or JSONL of {"text"}, {"messages"} or {"input_ids"} rows',
+    },
+    json: {
+      type: "string",
+      metavar: "OUT",
+      help: "write {samples: [{n_tokens, nll_mean, logprobs}], perplexity}",
+    },
+    "max-tokens": {
+      type: "number",
+      default: 0,
+      help: "truncate rows to this many tokens (0 = the model's maximum)",
+    },
+    strict: { type: "boolean", help: "stop at the first malformed row instead of skipping it" },
+  },
+  epilog: `Output JSON: logprobs[t] = log p(token t+1 | tokens ≤ t); nll_mean = −mean(logprobs);
+perplexity = exp(Σ NLL / Σ scored tokens) over all rows.`,
+} as const;
+
+await runCommand("score", async () => {
+  const flags = parseFlags(spec, Deno.args);
+  if (!flags.model) throw new UserError("--model DIR is required (see --help)", 2);
+  if (!flags.data) throw new UserError("--data FILE is required (see --help)", 2);
+  const device = await openDevice(flags.backend);
+  const { model, tokenizer } = await openModel(flags.model, device);
+  const { rows, problems } = await readRows(flags.data);
+  for (const p of problems) {
+    if (flags.strict) throw new UserError(`${flags.data}: line ${p.line}: ${p.message}`);
+    console.error(`score: skipped ${flags.data} line ${p.line}: ${p.message}`);
+  }
+  if (rows.length === 0) throw new UserError(`${flags.data}: no usable rows`);
+  const limit = Math.min(
+    intFlag("max-tokens", flags["max-tokens"]) || Infinity,
+    model.config.maxPositionEmbeddings,
+  );
+  const samples: { n_tokens: number; nll_mean: number; logprobs: number[] }[] = [];
+  let totalNll = 0, totalTokens = 0, truncated = 0;
+  for (const row of rows) {
+    let ids = rowIds(row, tokenizer, flags.data);
+    checkIds(ids, model.config.vocabSize, `${flags.data}: line ${row.line}`);
+    if (ids.length > limit) {
+      ids = ids.slice(0, limit);
+      truncated++;
+    }
+    if (ids.length < 2) {
+      samples.push({ n_tokens: ids.length, nll_mean: NaN, logprobs: [] });
+      continue;
+    }
+    const losses = await scopeAsync(async () => {
+      const x = tensor(Int32Array.from(ids), [1, ids.length], { device });
+      const { logits } = decoder(model.params, x, model.config);
+      const v = model.config.vocabSize, n = ids.length - 1;
+      const flat = reshape(slice(logits!, [0, 0, 0], [1, n, v]), [n, v]);
+      const targets = tensor(Int32Array.from(ids.slice(1)), [n], { device });
+      return Array.from(await crossEntropy(flat, targets).data());
+    });
+    const logprobs = losses.map((l) => -l);
+    const nll = losses.reduce((a, b) => a + b, 0);
+    totalNll += nll;
+    totalTokens += losses.length;
+    samples.push({ n_tokens: ids.length, nll_mean: nll / losses.length, logprobs });
+    console.log(
+      `line ${String(row.line).padStart(5)}  tokens ${String(ids.length).padStart(6)}  nll ${
+        (nll / losses.length).toFixed(4)
+      }`,
+    );
+  }
+  const perplexity = Math.exp(totalNll / Math.max(1, totalTokens));
+  console.log(
+    `rows ${samples.length}  scored tokens ${totalTokens}  perplexity ${perplexity.toFixed(4)}`,
+  );
+  if (truncated) console.error(`score: ${truncated} rows truncated to ${limit} tokens`);
+  if (flags.json) {
+    const tmp = `${flags.json}.tmp-${Deno.pid}`;
+    await Deno.writeTextFile(
+      tmp,
+      JSON.stringify({ samples, perplexity }, (_k, v) => (Number.isNaN(v) ? null : v)) + "\n",
+    );
+    await Deno.rename(tmp, flags.json);
+  }
+});
