@@ -230,21 +230,15 @@ async function readAt(
   return out;
 }
 
-/** A tensor to write: raw little-endian bytes (a typed array's view is fine). */
+/** A tensor to write: raw little-endian bytes, or a function producing them when written. */
 export interface TensorToWrite {
   dtype: SafetensorsDType;
   shape: readonly number[];
-  data: ArrayBufferView;
+  data: ArrayBufferView | (() => ArrayBufferView);
 }
 
-/**
- * Encode tensors as a safetensors file: tensors ordered by decreasing element size, then
- * name (every tensor aligned to its element size), header padded with spaces to 8 bytes.
- */
-export function encodeSafetensors(
-  tensors: Record<string, TensorToWrite>,
-  metadata: Record<string, string> = { format: "pt" },
-): Uint8Array {
+/** The header bytes and the tensors in file order (decreasing element size, then name). */
+function layout(tensors: Record<string, TensorToWrite>, metadata: Record<string, string>) {
   const names = Object.keys(tensors).sort((a, b) => {
     const d = dtypeBytes[tensors[b]!.dtype] - dtypeBytes[tensors[a]!.dtype];
     return d !== 0 ? d : a < b ? -1 : a > b ? 1 : 0;
@@ -254,38 +248,76 @@ export function encodeSafetensors(
   for (const name of names) {
     const t = tensors[name]!;
     const bytes = t.shape.reduce((a, b) => a * b, 1) * dtypeBytes[t.dtype];
-    if (t.data.byteLength !== bytes) {
-      throw new Error(
-        `safetensors: tensor '${name}' has ${t.data.byteLength} bytes, ${t.dtype} ${
-          JSON.stringify(t.shape)
-        } needs ${bytes}`,
-      );
-    }
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
   let json = JSON.stringify(header);
   json += " ".repeat((8 - (new TextEncoder().encode(json).length % 8)) % 8);
   const headerBytes = new TextEncoder().encode(json);
-  const out = new Uint8Array(8 + headerBytes.length + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
-  out.set(headerBytes, 8);
-  let at = 8 + headerBytes.length;
+  const prefix = new Uint8Array(8 + headerBytes.length);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
+  prefix.set(headerBytes, 8);
+  const bytesOf = (name: string): Uint8Array => {
+    const t = tensors[name]!;
+    const d = typeof t.data === "function" ? t.data() : t.data;
+    const want = (header[name] as { data_offsets: number[] }).data_offsets;
+    if (d.byteLength !== want[1]! - want[0]!) {
+      throw new Error(
+        `safetensors: tensor '${name}' has ${d.byteLength} bytes, ${t.dtype} ${JSON.stringify(t.shape)} needs ${
+          want[1]! - want[0]!
+        }`,
+      );
+    }
+    return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+  };
+  return { names, prefix, dataBytes: offset, bytesOf };
+}
+
+/**
+ * Encode tensors as a safetensors file in memory: tensors ordered by decreasing element size,
+ * then name (every tensor aligned to its element size), header padded with spaces to 8 bytes.
+ */
+export function encodeSafetensors(
+  tensors: Record<string, TensorToWrite>,
+  metadata: Record<string, string> = { format: "pt" },
+): Uint8Array {
+  const { names, prefix, dataBytes, bytesOf } = layout(tensors, metadata);
+  const out = new Uint8Array(prefix.length + dataBytes);
+  out.set(prefix);
+  let at = prefix.length;
   for (const name of names) {
-    const d = tensors[name]!.data;
-    out.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), at);
-    at += d.byteLength;
+    const b = bytesOf(name);
+    out.set(b, at);
+    at += b.length;
   }
   return out;
 }
 
-/** Write a safetensors file atomically (temporary file, then rename). */
+/**
+ * Write a safetensors file atomically (temporary file, then rename), streaming one tensor at
+ * a time so a large checkpoint is never held in memory whole.
+ */
 export async function writeSafetensors(
   path: string,
   tensors: Record<string, TensorToWrite>,
-  metadata?: Record<string, string>,
+  metadata: Record<string, string> = { format: "pt" },
 ): Promise<void> {
+  const { names, prefix, bytesOf } = layout(tensors, metadata);
   const tmp = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeFile(tmp, encodeSafetensors(tensors, metadata));
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  try {
+    await writeAll(file, prefix);
+    for (const name of names) await writeAll(file, bytesOf(name));
+  } catch (e) {
+    file.close();
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+  file.close();
   await Deno.rename(tmp, path);
+}
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) done += await file.write(bytes.subarray(done));
 }

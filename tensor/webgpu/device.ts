@@ -56,12 +56,14 @@ const u32s = new Uint32Array(f32s.buffer);
 
 const maxPendingDispatches = 256;
 
-/** Round an element count up to a size class (steps of 2^k and 1.5·2^k) so pooled storage is reused. */
+/**
+ * Round an element count up to a size class so pooled storage is reused: 8 classes per
+ * power of two (at most 12.5 % slack), at least 64 elements.
+ */
 function sizeClass(n: number): number {
   if (n <= 64) return 64;
-  const p = 2 ** Math.floor(Math.log2(n));
-  if (n === p) return p;
-  return n <= 1.5 * p ? 1.5 * p : 2 * p;
+  const step = 2 ** Math.max(0, Math.floor(Math.log2(n)) - 3);
+  return Math.ceil(n / step) * step;
 }
 
 export class WebGpuDevice implements Device {
@@ -213,13 +215,25 @@ export class WebGpuDevice implements Device {
 
   #write(s: GpuStorage, bytes: Uint8Array<ArrayBuffer>): void {
     if (s.texture) {
-      const { width, height } = s.texture;
-      const full = new Uint8Array(width * height * 16);
-      full.set(bytes);
-      this.device.queue.writeTexture({ texture: s.texture }, full, { bytesPerRow: width * 16 }, [
-        width,
-        height,
-      ]);
+      // whole rows straight from `bytes`, then the last partial row padded (no full copy)
+      const rowBytes = s.texture.width * 16;
+      const fullRows = Math.floor(bytes.length / rowBytes);
+      const queue = this.device.queue;
+      if (fullRows > 0) {
+        queue.writeTexture({ texture: s.texture }, bytes.subarray(0, fullRows * rowBytes), { bytesPerRow: rowBytes }, [
+          s.texture.width,
+          fullRows,
+        ]);
+      }
+      const rest = bytes.length - fullRows * rowBytes;
+      if (rest > 0) {
+        const last = new Uint8Array(rowBytes);
+        last.set(bytes.subarray(fullRows * rowBytes));
+        queue.writeTexture({ texture: s.texture, origin: [0, fullRows] }, last, { bytesPerRow: rowBytes }, [
+          s.texture.width,
+          1,
+        ]);
+      }
       return;
     }
     const chunkBytes = s.chunkElements * (s.dtype === "bf16" || s.dtype === "f16" ? 2 : 4);
