@@ -35,7 +35,10 @@ export function qwen05bDir(): string {
 }
 
 /** Make the checkpoint in `dir` unless it is already there; returns `dir`. */
-export async function ensureQwen05b(dir = qwen05bDir(), log = (m: string) => console.error(m)): Promise<string> {
+export async function ensureQwen05b(
+  dir = qwen05bDir(),
+  log = (m: string) => console.error(m),
+): Promise<string> {
   const done = await Deno.stat(`${dir}/model.safetensors`).then(() => true, () => false);
   if (done) return dir;
   log(`qwen05b: writing a random bf16 Qwen2.5-0.5B-shaped checkpoint to ${dir} (once)…`);
@@ -70,7 +73,9 @@ export async function ensureQwen05b(dir = qwen05bDir(), log = (m: string) => con
   await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(qwen05bConfig, null, 2) + "\n");
   const tok = new URL("../../shared/tokenizer/qwen2.5/", import.meta.url).pathname;
   for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
-    await Deno.copyFile(`${tok}${f}`, `${dir}/${f}`).catch(() => log(`qwen05b: ${tok}${f} not found; no tokenizer`));
+    await Deno.copyFile(`${tok}${f}`, `${dir}/${f}`).catch(() =>
+      log(`qwen05b: ${tok}${f} not found; no tokenizer`)
+    );
   }
   return dir;
 }

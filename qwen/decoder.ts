@@ -3,7 +3,11 @@
 import { causal, type MaskVariant } from "../nn/masks.ts";
 import { linear } from "../nn/linear.ts";
 import { ropeTables } from "../nn/rope.ts";
-import { add } from "../tensor/ops/elementwise.ts";
+import { add, mul } from "../tensor/ops/elementwise.ts";
+import { dpStats } from "../tensor/ops/dp_stats.ts";
+import { matmul } from "../tensor/ops/matmul.ts";
+import { mean } from "../tensor/ops/reduce.ts";
+import { softmax } from "../tensor/ops/softmax.ts";
 import { attention } from "../tensor/ops/attention.ts";
 import { gather } from "../tensor/ops/gather.ts";
 import { concat, permute, reshape, slice } from "../tensor/ops/layout.ts";
@@ -29,6 +33,13 @@ export interface DecoderOptions {
   cache?: KvCache;
   /** Only the last position's logits ([B, 1, V]), as generation needs. */
   lastLogitsOnly?: boolean;
+  /**
+   * DP statistics (DESIGN 3.4): every layer also returns the unmasked-softmax masses per row.
+   * `"only"` skips what DP does not need (the last layer's MLP, the final norm, the LM head).
+   */
+  dp?: boolean | "only";
+  /** Also return each layer's full unmasked attention matrices averaged over heads [B, L, L] (small L only). */
+  dpMatrices?: boolean;
 }
 
 /** Per-layer keys and values [B, Hk, S, D] of the tokens seen so far. */
@@ -49,6 +60,10 @@ export interface DecoderOutput {
   hiddenStates?: Tensor[];
   /** The cache extended by this call's tokens. */
   cache: KvCache;
+  /** With `dp`: per layer [B, H, L, 4] = (before, diagonal, after, logsumexp) per query row. */
+  dpStats?: Tensor[];
+  /** With `dpMatrices`: per layer the unmasked attention averaged over heads, [B, L, L]. */
+  dpMatrices?: Tensor[];
 }
 
 /** The LM head weight: lm_head, or the embedding when tied. */
@@ -86,6 +101,8 @@ export function decoder(
   let h = gather(params.model.embed_tokens.weight, inputIds);
   const hiddenStates: Tensor[] = [h];
   const cacheLayers: { k: Tensor; v: Tensor }[] = [];
+  const dpStatsLayers: Tensor[] = [], dpMatrixLayers: Tensor[] = [];
+  const last = config.numHiddenLayers - 1;
   params.model.layers.forEach((layer, i) => {
     const variant = masks[i]!;
     const tokens = variant.tokenArrays.map((name) => {
@@ -101,11 +118,25 @@ export function decoder(
       tokens,
       past: options.cache?.layers[i],
       pastLength: past,
+      dp: options.dp !== undefined && options.dp !== false,
+      dpMatrix: options.dpMatrices ?? false,
+      skipMlp: options.dp === "only" && i === last,
     };
     h = decoderLayer(layer, h, config, ctx);
     cacheLayers.push(ctx.present!);
-    if (i < config.numHiddenLayers - 1) hiddenStates.push(h);
+    if (ctx.dpStats) dpStatsLayers.push(ctx.dpStats);
+    if (ctx.dpMatrix) dpMatrixLayers.push(ctx.dpMatrixOut!);
+    if (i < last) hiddenStates.push(h);
   });
+  if (options.dp === "only") {
+    return {
+      lastHiddenState: h,
+      lastLayerPrenorm: h,
+      cache: { length: past + t, layers: cacheLayers },
+      dpStats: dpStatsLayers,
+      ...(options.dpMatrices ? { dpMatrices: dpMatrixLayers } : {}),
+    };
+  }
   const lastHiddenState = rmsNorm(h, params.model.norm.weight, config.rmsNormEps);
   hiddenStates.push(lastHiddenState);
   const out: DecoderOutput = {
@@ -114,6 +145,8 @@ export function decoder(
     cache: { length: past + t, layers: cacheLayers },
   };
   if (options.outputHiddenStates) out.hiddenStates = hiddenStates;
+  if (options.dp) out.dpStats = dpStatsLayers;
+  if (options.dpMatrices) out.dpMatrices = dpMatrixLayers;
   if (options.logits ?? true) {
     const x = options.lastLogitsOnly ? slice(lastHiddenState, [0, t - 1, 0]) : lastHiddenState;
     out.logits = linear(x, { weight: lmHeadWeight(params, config) });
@@ -132,6 +165,13 @@ interface LayerContext {
   pastLength: number;
   /** Set by the layer: keys/values including this call's tokens. */
   present?: { k: Tensor; v: Tensor };
+  /** Compute DP statistics (set into `dpStats`), the explicit matrix (into `dpMatrixOut`). */
+  dp?: boolean;
+  dpMatrix?: boolean;
+  dpStats?: Tensor;
+  dpMatrixOut?: Tensor;
+  /** Return after attention (DP needs no MLP in the last layer). */
+  skipMlp?: boolean;
 }
 
 /** One decoder layer: pre-norm attention and SwiGLU MLP, each with a residual. */
@@ -148,6 +188,7 @@ export function decoderLayer(
     ctx,
   );
   const x = add(h, a);
+  if (ctx.skipMlp) return x;
   const u = rmsNorm(x, layer.post_attention_layernorm.weight, config.rmsNormEps);
   const { gate_proj, up_proj, down_proj } = layer.mlp;
   return add(x, linear(swiglu(linear(u, gate_proj), linear(u, up_proj)), down_proj));
@@ -175,6 +216,8 @@ function selfAttention(
     v = concat([ctx.past.v, v], 2);
   }
   ctx.present = { k, v };
+  if (ctx.dp) ctx.dpStats = dpStats(q, k, { keyValid: ctx.keyValid, queryOffset: ctx.pastLength });
+  if (ctx.dpMatrix) ctx.dpMatrixOut = unmaskedAttentionMean(q, k);
   const out = attention(q, k, v, {
     mask: ctx.variant.mask,
     keyValid: ctx.keyValid,
@@ -183,6 +226,19 @@ function selfAttention(
   });
   const [b, , t] = out.shape as [number, number, number];
   return linear(reshape(permute(out, [0, 2, 1, 3]), [b, t, nh * d]), o_proj);
+}
+
+/**
+ * The paper's `full_attn_weights` averaged over heads: softmax(q·kᵀ/√D) over every key, no
+ * mask, [B, L, S]. Materialises [B, H, L, S]: for heatmaps and tests on short samples.
+ */
+export function unmaskedAttentionMean(q: Tensor, k: Tensor): Tensor {
+  const [b, h, l, d] = q.shape as [number, number, number, number];
+  const [, hk, s] = k.shape as [number, number, number, number];
+  // query heads of one kv group are consecutive: [B, Hk, G·L, D] against [B, Hk, S, D]
+  const scores = matmul(reshape(q, [b, hk, (h / hk) * l, d]), k, { transB: true });
+  const probs = softmax(mul(scores, 1 / Math.sqrt(d)));
+  return mean(reshape(probs, [b, h, l, s]), 1);
 }
 
 function maskPerLayer(

@@ -2,6 +2,7 @@
 import type { OpDef } from "./op.ts";
 import { attentionBackwardOp, attentionOp } from "./ops/attention.ts";
 import { crossEntropyGradOp, crossEntropyOp } from "./ops/cross_entropy.ts";
+import { dpStatsOp } from "./ops/dp_stats.ts";
 import { binaryOps, castOp, unaryOps, whereOp } from "./ops/elementwise.ts";
 import { fillOp } from "./ops/fill.ts";
 import { gatherOp, scatterAddOp } from "./ops/gather.ts";
@@ -34,4 +35,5 @@ export const opRegistry = {
   crossEntropyGrad: crossEntropyGradOp,
   attention: attentionOp,
   attentionBackward: attentionBackwardOp,
+  dpStats: dpStatsOp,
 } satisfies Record<string, OpDef>;

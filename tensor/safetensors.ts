@@ -263,9 +263,9 @@ function layout(tensors: Record<string, TensorToWrite>, metadata: Record<string,
     const want = (header[name] as { data_offsets: number[] }).data_offsets;
     if (d.byteLength !== want[1]! - want[0]!) {
       throw new Error(
-        `safetensors: tensor '${name}' has ${d.byteLength} bytes, ${t.dtype} ${JSON.stringify(t.shape)} needs ${
-          want[1]! - want[0]!
-        }`,
+        `safetensors: tensor '${name}' has ${d.byteLength} bytes, ${t.dtype} ${
+          JSON.stringify(t.shape)
+        } needs ${want[1]! - want[0]!}`,
       );
     }
     return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);

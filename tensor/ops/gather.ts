@@ -8,7 +8,12 @@ export const gatherOp: OpDef<Record<never, never>> = {
   name: "gather",
   infer([table, ids]) {
     if (ids!.dtype !== "i32") {
-      fail("gather", `indices must be i32, got ${ids!.dtype} ${fmtShape(ids!.shape)}`);
+      fail(
+        "gather",
+        `indices must be i32, got ${ids!.dtype} ${fmtShape(ids!.shape)} (table ${
+          fmtShape(table!.shape)
+        })`,
+      );
     }
     if (table!.shape.length < 1) {
       fail("gather", `table must have rank ≥ 1, got ${fmtShape(table!.shape)}`);
@@ -36,7 +41,14 @@ export const gatherOp: OpDef<Record<never, never>> = {
 export const scatterAddOp: OpDef<{ rows: number }> = {
   name: "scatterAdd",
   infer([src, ids], { rows }) {
-    if (ids!.dtype !== "i32") fail("scatterAdd", `indices must be i32, got ${ids!.dtype}`);
+    if (ids!.dtype !== "i32") {
+      fail(
+        "scatterAdd",
+        `indices must be i32, got ${ids!.dtype} ${fmtShape(ids!.shape)} (source ${
+          fmtShape(src!.shape)
+        })`,
+      );
+    }
     const lead = ids!.shape.length;
     if (!ids!.shape.every((n, d) => src!.shape[d] === n)) {
       fail(

@@ -220,7 +220,9 @@ export class WebGpuDevice implements Device {
       const fullRows = Math.floor(bytes.length / rowBytes);
       const queue = this.device.queue;
       if (fullRows > 0) {
-        queue.writeTexture({ texture: s.texture }, bytes.subarray(0, fullRows * rowBytes), { bytesPerRow: rowBytes }, [
+        queue.writeTexture({ texture: s.texture }, bytes.subarray(0, fullRows * rowBytes), {
+          bytesPerRow: rowBytes,
+        }, [
           s.texture.width,
           fullRows,
         ]);
@@ -229,7 +231,9 @@ export class WebGpuDevice implements Device {
       if (rest > 0) {
         const last = new Uint8Array(rowBytes);
         last.set(bytes.subarray(fullRows * rowBytes));
-        queue.writeTexture({ texture: s.texture, origin: [0, fullRows] }, last, { bytesPerRow: rowBytes }, [
+        queue.writeTexture({ texture: s.texture, origin: [0, fullRows] }, last, {
+          bytesPerRow: rowBytes,
+        }, [
           s.texture.width,
           1,
         ]);
@@ -444,7 +448,9 @@ ${bindingCode(this.strategy, specs, 1)}
  * from a storage buffer against the same kernel reading a read-only storage texture. On
  * lavapipe a buffer load costs ~40× a texture load; on real GPUs buffers win or tie.
  */
-async function probeStrategy(device: GPUDevice): Promise<{ strategy: StorageStrategy; ratio: number }> {
+async function probeStrategy(
+  device: GPUDevice,
+): Promise<{ strategy: StorageStrategy; ratio: number }> {
   const texels = 4096;
   const loads = 2048;
   const buffer = device.createBuffer({ size: texels * 16, usage: GPUBufferUsage.STORAGE });
@@ -504,7 +510,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   texture.destroy();
   out.destroy();
   const ratio = tBuffer / tTexture;
-  if (Deno.env.get("DEBUG_PROBE")) console.error(`probe: buffer ${tBuffer.toFixed(2)} ms, texture ${tTexture.toFixed(2)} ms`);
+  if (Deno.env.get("DEBUG_PROBE")) {
+    console.error(`probe: buffer ${tBuffer.toFixed(2)} ms, texture ${tTexture.toFixed(2)} ms`);
+  }
   return { strategy: ratio > 1.5 ? "texture" : "buffer", ratio };
 }
 

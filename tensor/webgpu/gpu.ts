@@ -5,6 +5,7 @@ import type { DType } from "../dtype.ts";
 import type { Meta } from "../op.ts";
 import type { StridedCopy } from "../ops/layout.ts";
 import type { AttentionAttrs } from "../ops/attention.ts";
+import type { DpStatsAttrs } from "../ops/dp_stats.ts";
 import type { MatmulAttrs } from "../ops/matmul.ts";
 
 /** A tensor as kernels see it (a `Tensor` is one). */
@@ -56,6 +57,8 @@ export interface Gpu {
     attrs: AttentionAttrs,
     outs: readonly Meta[],
   ): Storage[];
+  /** DP statistics: per query row (before, diagonal, after, logsumexp) of the unmasked softmax. */
+  dpStats(inputs: readonly GpuTensor[], attrs: DpStatsAttrs, out: Meta): Storage;
   /** Give back a temporary storage that no tensor holds. */
   free(storage: Storage): void;
 }

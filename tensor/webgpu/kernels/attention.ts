@@ -1,186 +1,173 @@
-// Attention on WebGPU, simple and correct: one invocation per output element, a streaming
-// pass over the keys (online softmax), no L×L matrix in memory.
+// Fused attention on WebGPU, forward and backward (DESIGN 2.4): flash-style kernels over
+// blocks of 4 keys (attention_forward.ts, attention_backward.ts) with the mask compiled in
+// (attention_mask.ts). This file shapes the calls: the kernels read and write whole texels,
+// so a head dimension that is not a multiple of 4 is zero-padded around the call, and a
+// per-row output (lse, Δ) is written with rows rounded up to 4 and sliced after.
 import type { Storage } from "../../device.ts";
-import { maskToWgsl } from "../../mask.ts";
 import type { Meta } from "../../op.ts";
 import { type AttentionAttrs, attentionDims } from "../../ops/attention.ts";
+import { stridesOf } from "../../shape.ts";
 import type { WebGpuDevice } from "../device.ts";
 import { f32Word } from "../device.ts";
 import type { GpuTensor } from "../gpu.ts";
-import { elementwise } from "./elementwise.ts";
+import { dkdvWgsl, dqWgsl } from "./attention_backward.ts";
+import { forwardWgsl } from "./attention_forward.ts";
+import { allowedWgsl, rowReader } from "./attention_mask.ts";
+import { copy } from "./elementwise.ts";
 
-/**
- * WGSL `allowed(b, q, k, s) -> bool`: the mask expression compiled, plus key padding. The
- * key-padding input is `x{first}`, token arrays follow it.
- */
-export function allowedWgsl(attrs: AttentionAttrs, first: number): string {
-  const tokenBase = first + (attrs.hasKeyValid ? 1 : 0);
-  const token = (array: number, pos: string) =>
-    `token_at(ld_x${tokenBase + array}(b * s + clamp_pos(${pos}, s)), ${pos}, s)`;
-  const pad = attrs.hasKeyValid ? `if (ld_x${first}(b * s + u32(k)) == 0i) { return false; }` : "";
-  return `
-fn clamp_pos(pos: i32, s: u32) -> u32 { return u32(clamp(pos, 0i, i32(s) - 1i)); }
-fn token_at(value: i32, pos: i32, s: u32) -> i32 { return select(-1i, value, pos >= 0i && u32(pos) < s); }
-fn allowed(b: u32, q: i32, k: i32, s: u32) -> bool {
-  ${pad}
-  let n = i32(s);
-  return ${maskToWgsl(attrs.mask.node, token)};
-}`;
+/** Sizes shared by the kernels, and their uniform words. */
+function plan(inputs: readonly GpuTensor[], attrs: AttentionAttrs) {
+  const dims = attentionDims(inputs, attrs);
+  const d4 = Math.ceil(dims.d / 4);
+  const lp = Math.ceil(dims.l / 4) * 4;
+  // registers per row (texels): 16 up to D = 64, else a power of two, so that a few
+  // pipelines serve every head size (each costs seconds to compile cold, DESIGN 5.1); the
+  // common sizes (D = 64, 128) also get the row length baked in, which runs ~20 % faster
+  const dc = Math.max(16, 2 ** Math.ceil(Math.log2(d4)));
+  const words = [
+    dims.h,
+    dims.l,
+    dims.s,
+    dims.group,
+    d4,
+    attrs.queryOffset >>> 0,
+    f32Word(attrs.scale),
+    lp,
+    attrs.hasKeyValid ? 1 : 0,
+  ];
+  return { ...dims, d4, lp, dc, d4Const: d4 === dc ? d4 : null, words };
 }
 
-const header =
-  `let H = u(X + 1u); let L = u(X + 2u); let D = u(X + 3u); let S = u(X + 4u); let G = u(X + 5u);
-  let off = ui(X + 6u); let scale = uf(X + 7u);`;
-
-function uniforms(inputs: readonly GpuTensor[], attrs: AttentionAttrs): number[] {
-  const { b, h, l, d, s, group } = attentionDims(inputs, attrs);
-  return [b, h, l, d, s, group, attrs.queryOffset >>> 0, f32Word(attrs.scale)];
+/** `x` copied into `shape` (each axis cut or zero-padded at its end), as f32. */
+function resized(dev: WebGpuDevice, x: GpuTensor, shape: readonly number[]): GpuTensor {
+  const storage = copy(dev, x, { shape, dtype: "f32" }, {
+    stride: stridesOf(x.shape),
+    shift: shape.map(() => 0),
+    limit: x.shape,
+  });
+  return { storage, shape, dtype: "f32" };
 }
 
-/** Scores of row r = (bi, hi, i) against key j, from q = x0 and k = x1. */
-const scoreFn = `
-fn score(qb: u32, kb: u32, D: u32, scale: f32) -> f32 {
-  var dot = 0.0;
-  for (var c = 0u; c < D; c++) { dot += ld_x0(qb + c) * ld_x1(kb + c); }
-  return dot * scale;
-}`;
+/** Uniform word saying whether keyValid is bound (see `allowedWgsl`). */
+const hasPadWord = 8;
 
-/** [out, lse] by a per-element online softmax. */
-export function attentionSimple(
+/** keyValid and the token arrays; a 1-element placeholder (never read) stands for no keyValid. */
+function maskInputs(dev: WebGpuDevice, extra: readonly GpuTensor[], attrs: AttentionAttrs) {
+  if (attrs.hasKeyValid) return { tensors: extra, placeholder: null };
+  const placeholder = dev.alloc(1, "i32");
+  const none: GpuTensor = { storage: placeholder, shape: [1], dtype: "i32" };
+  return { tensors: [none, ...extra], placeholder };
+}
+
+/** Tensors with the last axis padded to 4·d4 (the inputs themselves when it already is). */
+function padHeads(dev: WebGpuDevice, xs: readonly GpuTensor[], d4: number) {
+  return xs.map((x) => {
+    if (x.shape[3] === d4 * 4) return { t: x, temp: false };
+    return { t: resized(dev, x, [...x.shape.slice(0, 3), d4 * 4]), temp: true };
+  });
+}
+
+/** Output storage of shape `shape`, or a temp of `inner` shape to be resized into it. */
+function outputOf(dev: WebGpuDevice, meta: Meta, inner: readonly number[]) {
+  const direct = inner.every((n, i) => n === meta.shape[i]);
+  const t: GpuTensor = {
+    storage: dev.allocFor({ shape: inner, dtype: "f32" }),
+    shape: inner,
+    dtype: "f32",
+  };
+  return {
+    t,
+    /** The output in `meta`'s shape (frees the temp). */
+    finish(): Storage {
+      if (direct) return t.storage;
+      const s = resized(dev, t, meta.shape).storage;
+      dev.release(t.storage);
+      return s;
+    },
+  };
+}
+
+/** Forward: [out, lse] from q, k, v, [keyValid], [tokens…]. */
+export function attention(
   dev: WebGpuDevice,
   inputs: readonly GpuTensor[],
   attrs: AttentionAttrs,
   outs: readonly Meta[],
 ): Storage[] {
-  const helpers = allowedWgsl(attrs, 3) + scoreFn;
-  const scan = (withValue: boolean) => `
-  let bi = r / (H * L); let hi = (r / L) % H; let i = r % L;
-  let kv = (bi * (H / G) + hi / G) * S * D;
-  var m = -3.0e38; var sum = 0.0; var acc = 0.0;
-  for (var j = 0u; j < S; j++) {
-    if (!allowed(bi, off + i32(i), i32(j), S)) { continue; }
-    let sc = score(r * D, kv + j * D, D, scale);
-    let mn = max(m, sc);
-    let corr = exp(m - mn);
-    let p = exp(sc - mn);
-    sum = sum * corr + p;
-    ${withValue ? "acc = acc * corr + p * ld_x2(kv + j * D + c);" : ""}
-    m = mn;
-  }`;
-  const extra = uniforms(inputs, attrs);
-  const out = elementwise(dev, {
-    name: "attention-out",
-    inputs,
-    out: outs[0]!,
-    body: `${header}
-  let r = e / D; let c = e % D;
-  ${scan(true)}
-  if (sum == 0.0) { return 0.0; }
-  return acc / sum;`,
-    extra,
-    raw: true,
-    helpers,
-  });
-  const lse = elementwise(dev, {
-    name: "attention-lse",
-    inputs,
-    out: outs[1]!,
-    body: `${header}
-  let r = e;
-  ${scan(false)}
-  if (sum == 0.0) { return -bitcast<f32>(0x7f800000u); }
-  return m + log(sum);`,
-    extra,
-    raw: true,
-    helpers,
-  });
-  return [out, lse];
+  const p = plan(inputs, attrs);
+  const [q, k, v] = padHeads(dev, inputs.slice(0, 3), p.d4);
+  const out = outputOf(dev, outs[0]!, [p.b, p.h, p.l, p.d4 * 4]);
+  const lse = outputOf(dev, outs[1]!, [p.b, p.h, p.lp]);
+  const mask = maskInputs(dev, inputs.slice(3), attrs);
+  if (p.l > 0 && p.b * p.h > 0) {
+    const helpers = allowedWgsl(attrs, 3, hasPadWord) +
+      rowReader("q", "x0", q!.t.dtype, dev.strategy) +
+      rowReader("k", "x1", k!.t.dtype, dev.strategy) +
+      rowReader("v", "x2", v!.t.dtype, dev.strategy);
+    dev.dispatch({
+      code: forwardWgsl(helpers, p.dc, p.d4Const),
+      inputs: [q!.t, k!.t, v!.t, ...mask.tensors].map((tensor, i) => ({
+        name: `x${i}`,
+        tensor,
+      })),
+      outputs: [{ name: "out", storage: out.t.storage }, { name: "lse", storage: lse.t.storage }],
+      uniforms: p.words,
+      workgroups: [Math.ceil(p.l / 32), p.b * p.h],
+    });
+  }
+  for (const x of [q, k, v]) if (x!.temp) dev.release(x!.t.storage);
+  if (mask.placeholder) dev.release(mask.placeholder);
+  return [out.finish(), lse.finish()];
 }
 
-/**
- * [dq, dk, dv] from q, k, v, out, lse, dOut (x0…x5): p = exp(score − lse),
- * ds = p·(dOut·v − dOut·out), dq = scale·Σ_j ds·k, dk = scale·Σ_i ds·q, dv = Σ_i p·dOut.
- */
-export function attentionBackwardSimple(
+/** Backward: [dq, dk, dv] from q, k, v, out, lse, dOut, [keyValid], [tokens…]. */
+export function attentionBackward(
   dev: WebGpuDevice,
   inputs: readonly GpuTensor[],
   attrs: AttentionAttrs,
   outs: readonly Meta[],
 ): Storage[] {
-  const [q, k, v, , , , ...extra] = inputs;
-  const extraU = uniforms([q!, k!, v!, ...extra], attrs);
-  const helpers = allowedWgsl(attrs, 6) + scoreFn + `
-fn dot_do(a: u32, b: u32, D: u32) -> f32 {
-  var acc = 0.0;
-  for (var c = 0u; c < D; c++) { acc += ld_x5(a + c) * ld_x2(b + c); }
-  return acc;
-}
-fn delta(r: u32, D: u32) -> f32 {
-  var acc = 0.0;
-  for (var c = 0u; c < D; c++) { acc += ld_x5(r * D + c) * ld_x3(r * D + c); }
-  return acc;
-}`;
-  const dq = elementwise(dev, {
-    name: "attention-dq",
-    inputs,
-    out: outs[0]!,
-    body: `${header}
-  let r = e / D; let c = e % D;
-  let bi = r / (H * L); let hi = (r / L) % H; let i = r % L;
-  let kv = (bi * (H / G) + hi / G) * S * D;
-  let lse = ld_x4(r);
-  if (lse < -3.0e38) { return 0.0; }
-  let dl = delta(r, D);
-  var acc = 0.0;
-  for (var j = 0u; j < S; j++) {
-    if (!allowed(bi, off + i32(i), i32(j), S)) { continue; }
-    let p = exp(score(r * D, kv + j * D, D, scale) - lse);
-    acc += p * (dot_do(r * D, kv + j * D, D) - dl) * ld_x1(kv + j * D + c);
+  const [, , , , lseIn, , ...extra] = inputs;
+  const p = plan([inputs[0]!, inputs[1]!, inputs[2]!, ...extra], attrs);
+  const [q, k, v, o, g] = padHeads(dev, [0, 1, 2, 3, 5].map((i) => inputs[i]!), p.d4);
+  const dq = outputOf(dev, outs[0]!, [p.b, p.h, p.l, p.d4 * 4]);
+  const dk = outputOf(dev, outs[1]!, [p.b, p.hk, p.s, p.d4 * 4]);
+  const dv = outputOf(dev, outs[2]!, [p.b, p.hk, p.s, p.d4 * 4]);
+  const delta = dev.alloc(p.b * p.h * p.lp, "f32");
+  const mask = maskInputs(dev, extra, attrs);
+  const named = [q!.t, k!.t, v!.t, o!.t, lseIn!, g!.t, ...mask.tensors].map((tensor, i) => ({
+    name: `x${i}`,
+    tensor,
+  }));
+  const padded = { q: q!, k: k!, v: v!, o: o!, g: g! };
+  const slots = { q: 0, k: 1, v: 2, o: 3, g: 5 };
+  const helpers = allowedWgsl(attrs, 6, hasPadWord) +
+    (["q", "k", "v", "o", "g"] as const).map((name) =>
+      rowReader(name, `x${slots[name]}`, padded[name].t.dtype, dev.strategy)
+    ).join("\n");
+  if (p.l > 0 && p.b * p.h > 0) {
+    dev.dispatch({
+      code: dqWgsl(helpers, p.dc, p.d4Const),
+      inputs: named,
+      outputs: [{ name: "dq", storage: dq.t.storage }, { name: "dl", storage: delta }],
+      uniforms: p.words,
+      workgroups: [Math.ceil(p.l / 32), p.b * p.h],
+    });
   }
-  return acc * scale;`,
-    extra: extraU,
-    raw: true,
-    helpers,
-  });
-  // dk and dv: element (bi, kvh, j, c); sum over the group's query heads and rows
-  const keySide = (grad: "dk" | "dv") =>
-    `${header}
-  let hk = H / G;
-  let j = (e / D) % S; let c = e % D; let kvh = (e / (D * S)) % hk; let bi = e / (D * S * hk);
-  let kv = (bi * hk + kvh) * S * D;
-  var acc = 0.0;
-  for (var g = 0u; g < G; g++) {
-    let hi = kvh * G + g;
-    for (var i = 0u; i < L; i++) {
-      if (!allowed(bi, off + i32(i), i32(j), S)) { continue; }
-      let r = (bi * H + hi) * L + i;
-      let lse = ld_x4(r);
-      let p = exp(score(r * D, kv + j * D, D, scale) - lse);
-      ${
-      grad === "dv"
-        ? "acc += p * ld_x5(r * D + c);"
-        : "acc += p * (dot_do(r * D, kv + j * D, D) - delta(r, D)) * ld_x0(r * D + c);"
-    }
-    }
+  if (p.s > 0 && p.b * p.hk > 0) {
+    dev.dispatch({
+      code: dkdvWgsl(helpers, p.dc, p.d4Const),
+      inputs: [...named, {
+        name: "dl",
+        tensor: { storage: delta, shape: [p.b * p.h * p.lp], dtype: "f32" },
+      }],
+      outputs: [{ name: "dk", storage: dk.t.storage }, { name: "dv", storage: dv.t.storage }],
+      uniforms: p.words,
+      workgroups: [Math.ceil(p.s / 32), p.b * p.hk],
+    });
   }
-  return ${grad === "dk" ? "acc * scale" : "acc"};`;
-  const dk = elementwise(dev, {
-    name: "attention-dk",
-    inputs,
-    out: outs[1]!,
-    body: keySide("dk"),
-    extra: extraU,
-    raw: true,
-    helpers,
-  });
-  const dv = elementwise(dev, {
-    name: "attention-dv",
-    inputs,
-    out: outs[2]!,
-    body: keySide("dv"),
-    extra: extraU,
-    raw: true,
-    helpers,
-  });
-  return [dq, dk, dv];
+  dev.release(delta);
+  for (const x of [q, k, v, o, g]) if (x!.temp) dev.release(x!.t.storage);
+  if (mask.placeholder) dev.release(mask.placeholder);
+  return [dq.finish(), dk.finish(), dv.finish()];
 }

@@ -1,9 +1,10 @@
 // The WebGPU kernel families, bound to a device: the `Gpu` that op lowerings call.
 import type { WebGpuDevice } from "../device.ts";
 import type { Gpu } from "../gpu.ts";
-import { attentionBackwardSimple, attentionSimple } from "./attention.ts";
+import { attention, attentionBackward } from "./attention.ts";
+import { dpStats } from "./dp_stats.ts";
 import { cast, copy, fill, map } from "./elementwise.ts";
-import { matmulSimple } from "./matmul.ts";
+import { matmul } from "./matmul.ts";
 import {
   crossEntropy,
   crossEntropyGrad,
@@ -31,9 +32,10 @@ export function createKernels(dev: WebGpuDevice): Gpu {
       crossEntropy(dev, logits, targets, ignoreIndex, out),
     crossEntropyGrad: (logits, targets, g, ignoreIndex, out) =>
       crossEntropyGrad(dev, logits, targets, g, ignoreIndex, out),
-    matmul: (a, b, attrs, out) => matmulSimple(dev, a, b, attrs, out),
-    attention: (inputs, attrs, outs) => attentionSimple(dev, inputs, attrs, outs),
-    attentionBackward: (inputs, attrs, outs) => attentionBackwardSimple(dev, inputs, attrs, outs),
+    matmul: (a, b, attrs, out) => matmul(dev, a, b, attrs, out),
+    attention: (inputs, attrs, outs) => attention(dev, inputs, attrs, outs),
+    attentionBackward: (inputs, attrs, outs) => attentionBackward(dev, inputs, attrs, outs),
+    dpStats: (inputs, attrs, out) => dpStats(dev, inputs, attrs, out),
     free: (storage) => dev.release(storage),
   };
 }
