@@ -11,7 +11,11 @@ import { add } from "../../tensor/ops/elementwise.ts";
 import { referenceDevice } from "../../tensor/reference.ts";
 import { scopeAsync } from "../../tensor/scope.ts";
 import { createWebGpuDevice } from "../../tensor/webgpu/device.ts";
+import fc from "fast-check";
+import { parseQwen2Config } from "../../qwen/config.ts";
+import { initQwenParams } from "../../qwen/init.ts";
 import { assert } from "../assert.ts";
+import { assertProperty } from "../fc.ts";
 import {
   goldenDir,
   haveGolden,
@@ -132,3 +136,45 @@ for (const [device] of devices) {
       }
     }));
 }
+
+Deno.test("DP-M + DP-B + DP-A = 1 for random models and lengths; a 1-token sample has DP-M = 1", async () => {
+  await assertProperty(
+    fc.asyncProperty(
+      fc.integer({ min: 0, max: 1000 }),
+      fc.integer({ min: 1, max: 24 }),
+      fc.constantFrom(causal, bidirectional),
+      async (seed, length, variant) => {
+        await scopeAsync(async () => {
+          const config = parseQwen2Config({
+            vocab_size: 50,
+            hidden_size: 16,
+            intermediate_size: 24,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            max_position_embeddings: 64,
+            rms_norm_eps: 1e-6,
+            tie_word_embeddings: true,
+          });
+          const params = initQwenParams(config, seed, referenceDevice, 0.5);
+          const ids = Int32Array.from({ length }, (_, i) => (seed * 7 + i * 13) % 50);
+          const out = decoder(
+            params,
+            tensor(ids, [1, length], { device: referenceDevice }),
+            config,
+            {
+              mask: variant,
+              dp: "only",
+            },
+          );
+          const [dp] = await dpFromStats(out.dpStats!, [length]);
+          const { dpM, dpB, dpA } = dp!.values;
+          close("sum", dpM + dpB + dpA, 1, 1e-6);
+          if (length === 1) close("DP-M of one token", dpM, 1, 1e-7);
+          assert(dpM >= 0 && dpB >= 0 && dpA >= 0);
+        });
+      },
+    ),
+    15,
+  );
+});

@@ -1,0 +1,391 @@
+// `deno task dp`: the paper's attention-dependence metric (DESIGN 3.4, caculate_dp.py) over a
+// data set, per token-length bucket, in the layout of the paper's Table 3.
+import { dpFromStats, type DpValues } from "../nn/dp.ts";
+import { parseMaskVariant } from "../nn/masks.ts";
+import { decoder } from "../qwen/decoder.ts";
+import { tensor } from "../tensor/create.ts";
+import { add } from "../tensor/ops/elementwise.ts";
+import { scopeAsync } from "../tensor/scope.ts";
+import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
+import { readRows, rowIds } from "./data.ts";
+import { heatmapSvg } from "./heatmap.ts";
+import { checkIds, modelFlags, openDevice, openModel } from "./model.ts";
+import { Progress } from "./progress.ts";
+
+const root = new URL("../", import.meta.url).pathname;
+const defaultModel = `${root}models/brown-qwen2`;
+const defaultData = `${root}data/prompts/dp_prompts.jsonl`;
+
+const spec = {
+  name: "dp",
+  summary:
+    `Attention dependence DP of a model on a data set (the paper's caculate_dp.py): while the model
+runs its own mask, every layer's and head's softmax(q·kᵀ/√d) over ALL keys with NO mask is
+averaged into A; DP-M = trace(A)/L, DP-B = Σ_{j<i} A[i,j]/L, DP-A = Σ_{j>i} A[i,j]/L, averaged
+over samples, in percent.`,
+  flags: {
+    ...modelFlags,
+    data: {
+      type: "string",
+      metavar: "FILE",
+      help: 'JSON array or JSONL rows: {"messages"}, {"text"} or {"input_ids"}',
+    },
+    "max-samples": { type: "number", default: 0, help: "use at most N rows (0 = all)" },
+    "max-tokens": { type: "number", default: 2048, help: "truncate longer samples (counted)" },
+    buckets: {
+      type: "string",
+      default: "0,256,512,1024,2048",
+      metavar: "EDGES",
+      help: "token-length bucket edges",
+    },
+    mask: {
+      type: "string",
+      default: "causal",
+      metavar: "VARIANT",
+      help: "causal, bidirectional, prefix(N), sliding(W)",
+    },
+    json: {
+      type: "string",
+      metavar: "OUT",
+      help: "write the results as JSON (and a resumable cache OUT.samples.jsonl)",
+    },
+    heatmap: {
+      type: "string",
+      metavar: "OUT.svg",
+      help: "draw one sample's mean unmasked attention (Figure 3)",
+    },
+    "heatmap-sample": {
+      type: "number",
+      default: 0,
+      help: "which sample --heatmap draws (0 = first)",
+    },
+    "per-layer": { type: "boolean", help: "also report DP per layer and per head" },
+    resume: { type: "boolean", help: "continue from OUT.samples.jsonl after an interruption" },
+    strict: { type: "boolean", help: "stop at the first malformed row instead of skipping it" },
+  },
+  epilog: `Examples:
+  deno task dp                                     # bundled model and prompts
+  deno task dp --model ~/Qwen2.5-0.5B-Instruct --data chats.jsonl --json dp.json --resume
+
+JSON output (--json): {"dp_main", "dp_before", "dp_after"} in percent, "samples", "buckets":
+[{"range": [lo, hi], "count", "dp_main", "dp_before", "dp_after"}], and with --per-layer
+"per_layer": [{"layer", "dp_main", "dp_before", "dp_after", "heads": [{…}]}]. See README.md.`,
+} as const;
+
+/** One finished sample, as cached. */
+interface SampleResult {
+  index: number;
+  line: number;
+  length: number;
+  dp_m: number;
+  dp_b: number;
+  dp_a: number;
+  /** [layer][head] → [dp_m, dp_b, dp_a] fractions (with --per-layer). */
+  heads?: number[][][];
+}
+
+type Triple = { dp_main: number; dp_before: number; dp_after: number };
+
+function meanTriple(list: readonly { dp_m: number; dp_b: number; dp_a: number }[]): Triple {
+  const n = Math.max(1, list.length);
+  const s = (k: "dp_m" | "dp_b" | "dp_a") => (list.reduce((a, r) => a + r[k], 0) / n) * 100;
+  return list.length
+    ? { dp_main: s("dp_m"), dp_before: s("dp_b"), dp_after: s("dp_a") }
+    : { dp_main: NaN, dp_before: NaN, dp_after: NaN };
+}
+
+function parseBuckets(text: string): number[] {
+  const edges = text.split(",").map((s) => Number(s.trim()));
+  if (
+    edges.length < 2 || edges.some((e) => !Number.isInteger(e) || e < 0) ||
+    edges.some((e, i) => i > 0 && e <= edges[i - 1]!)
+  ) {
+    throw new UserError(
+      `--buckets must be increasing non-negative integers like 0,256,512, got '${text}'`,
+      2,
+    );
+  }
+  return edges;
+}
+
+/** The results: overall, per bucket, and per layer/head. */
+function summarise(results: readonly SampleResult[], edges: readonly number[], perLayer: boolean) {
+  const buckets = edges.slice(0, -1).map((lo, i) => {
+    const hi = edges[i + 1]!;
+    const inside = results.filter((r) =>
+      r.length > lo && r.length <= hi || (lo === 0 && r.length === 0)
+    );
+    return { range: [lo, hi] as [number, number], count: inside.length, ...meanTriple(inside) };
+  });
+  const last = edges[edges.length - 1]!;
+  const beyond = results.filter((r) => r.length > last);
+  if (beyond.length) {
+    buckets.push({
+      range: [last, Infinity] as [number, number],
+      count: beyond.length,
+      ...meanTriple(beyond),
+    });
+  }
+  const out: Record<string, unknown> = { ...meanTriple(results), samples: results.length, buckets };
+  if (perLayer && results[0]?.heads) {
+    const layers = results[0].heads.length, heads = results[0].heads[0]!.length;
+    out.per_layer = Array.from({ length: layers }, (_, l) => {
+      const perHead = Array.from({ length: heads }, (_, h) => {
+        const cells = results.map((r) => ({
+          dp_m: r.heads![l]![h]![0]!,
+          dp_b: r.heads![l]![h]![1]!,
+          dp_a: r.heads![l]![h]![2]!,
+        }));
+        return { head: h, ...meanTriple(cells) };
+      });
+      const avg = (k: keyof Triple) => perHead.reduce((a, x) => a + x[k], 0) / heads;
+      return {
+        layer: l,
+        dp_main: avg("dp_main"),
+        dp_before: avg("dp_before"),
+        dp_after: avg("dp_after"),
+        heads: perHead,
+      };
+    });
+  }
+  return out as Triple & {
+    samples: number;
+    buckets: ({ range: [number, number]; count: number } & Triple)[];
+    per_layer?: unknown;
+  };
+}
+
+/** The paper's Table 3 layout: DP-M / DP-B / DP-A rows, token-length columns. */
+function table(summary: ReturnType<typeof summarise>): string {
+  const cols = [
+    { head: "all", count: summary.samples, t: summary as Triple },
+    ...summary.buckets.map((b) => ({
+      head: Number.isFinite(b.range[1]) ? `${b.range[0]}–${b.range[1]}` : `>${b.range[0]}`,
+      count: b.count,
+      t: b as Triple,
+    })),
+  ];
+  const w = Math.max(9, ...cols.map((c) => c.head.length + 1));
+  const cell = (v: number) => (Number.isNaN(v) ? "–" : v.toFixed(2)).padStart(w);
+  const lines = [
+    `${"tokens".padEnd(8)}${cols.map((c) => c.head.padStart(w)).join("")}`,
+    `${"samples".padEnd(8)}${cols.map((c) => String(c.count).padStart(w)).join("")}`,
+    `${"DP-M".padEnd(8)}${cols.map((c) => cell(c.t.dp_main)).join("")}`,
+    `${"DP-B".padEnd(8)}${cols.map((c) => cell(c.t.dp_before)).join("")}`,
+    `${"DP-A".padEnd(8)}${cols.map((c) => cell(c.t.dp_after)).join("")}`,
+  ];
+  return lines.join("\n");
+}
+
+async function writeAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp-${Deno.pid}`;
+  await Deno.writeTextFile(tmp, text);
+  await Deno.rename(tmp, path);
+}
+
+await runCommand("dp", async () => {
+  const flags = parseFlags(spec, Deno.args);
+  const edges = parseBuckets(flags.buckets);
+  let variant;
+  try {
+    variant = parseMaskVariant(flags.mask);
+  } catch (e) {
+    throw new UserError(`--mask: ${(e as Error).message}`, 2);
+  }
+  const maxTokens = intFlag("max-tokens", flags["max-tokens"], 1);
+  const maxSamples = intFlag("max-samples", flags["max-samples"]);
+  if (flags.resume && !flags.json) {
+    throw new UserError("--resume needs --json OUT (the cache lives next to it)", 2);
+  }
+  const modelDir = flags.model ?? defaultModel;
+  const dataPath = flags.data ?? defaultData;
+  if (!flags.model) {
+    console.error(`dp: model: ${modelDir} (the bundled default; see its README.md)`);
+  }
+  if (!flags.data) console.error(`dp: data: ${dataPath} (the bundled prompt set)`);
+
+  const device = await openDevice(flags.backend);
+  const { model, tokenizer } = await openModel(modelDir, device);
+  console.error(
+    `dp: ${model.config.numHiddenLayers} layers × ${model.config.numAttentionHeads} heads, mask ${variant.name}, backend ${device.name}`,
+  );
+  const { rows, problems } = await readRows(dataPath);
+  for (const p of problems) {
+    if (flags.strict) throw new UserError(`${dataPath}: line ${p.line}: ${p.message}`);
+  }
+  if (problems.length) {
+    console.error(
+      `dp: skipped ${problems.length} malformed rows (first: line ${problems[0]!.line}: ${
+        problems[0]!.message
+      })`,
+    );
+  }
+  const limit = Math.min(maxTokens, model.config.maxPositionEmbeddings);
+  let truncated = 0, empty = 0;
+  const samples: { index: number; line: number; ids: number[] }[] = [];
+  for (const row of maxSamples ? rows.slice(0, maxSamples) : rows) {
+    let ids = rowIds(row, tokenizer, dataPath);
+    checkIds(ids, model.config.vocabSize, `${dataPath}: line ${row.line}`);
+    if (ids.length === 0) {
+      empty++;
+      continue;
+    }
+    if (ids.length > limit) {
+      ids = ids.slice(0, limit);
+      truncated++;
+    }
+    samples.push({ index: samples.length, line: row.line, ids });
+  }
+  if (samples.length === 0) throw new UserError(`${dataPath}: no usable samples`);
+  if (truncated) console.error(`dp: ${truncated} samples truncated to ${limit} tokens`);
+  if (empty) console.error(`dp: ${empty} empty samples skipped`);
+
+  // resumable cache: a header line (what this run computes), then one line per finished sample
+  const cachePath = flags.json ? `${flags.json}.samples.jsonl` : null;
+  const header = JSON.stringify({
+    cache: "dp-samples/1",
+    model: await Deno.realPath(modelDir),
+    data: await Deno.realPath(dataPath),
+    mask: variant.name,
+    max_tokens: limit,
+    samples: samples.length,
+    per_layer: flags["per-layer"] ?? false,
+  });
+  const done = new Map<number, SampleResult>();
+  if (cachePath && flags.resume) {
+    const text = await Deno.readTextFile(cachePath).catch(() => null);
+    if (text !== null) {
+      const lines = text.split("\n").filter((l) => l.trim());
+      if (lines[0] !== header) {
+        throw new UserError(
+          `${cachePath}: made by a different run (model, data or flags differ); drop --resume to start over`,
+        );
+      }
+      for (const l of lines.slice(1)) {
+        try {
+          const r = JSON.parse(l) as SampleResult;
+          done.set(r.index, r);
+        } catch {
+          // a line cut short by a crash: that sample is recomputed
+        }
+      }
+      console.error(`dp: resuming: ${done.size} of ${samples.length} samples already done`);
+    }
+  }
+  if (cachePath) {
+    await writeAtomic(
+      cachePath,
+      [header, ...[...done.values()].map((r) => JSON.stringify(r))].join("\n") + "\n",
+    );
+  }
+
+  let interrupted = false;
+  const onSigint = () => {
+    interrupted = true;
+  };
+  Deno.addSignalListener("SIGINT", onSigint);
+  const progress = new Progress("dp", samples.length, "tokens");
+  try {
+    for (const s of samples) {
+      if (interrupted) break;
+      if (done.has(s.index)) continue;
+      const [dp] = await scopeAsync(async () => {
+        const x = tensor(Int32Array.from(s.ids), [1, s.ids.length], { device });
+        const out = decoder(model.params, x, model.config, { mask: variant, dp: "only" });
+        return await dpFromStats(out.dpStats!, [s.ids.length]);
+      });
+      const result: SampleResult = {
+        index: s.index,
+        line: s.line,
+        length: s.ids.length,
+        dp_m: dp!.values.dpM,
+        dp_b: dp!.values.dpB,
+        dp_a: dp!.values.dpA,
+      };
+      if (flags["per-layer"]) {
+        result.heads = dp!.perHead.map((l) => l.map((v: DpValues) => [v.dpM, v.dpB, v.dpA]));
+      }
+      done.set(s.index, result);
+      if (cachePath) {
+        await Deno.writeTextFile(cachePath, JSON.stringify(result) + "\n", { append: true });
+      }
+      progress.update(done.size, s.ids.length);
+    }
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSigint);
+    progress.done();
+  }
+
+  const results = [...done.values()].sort((a, b) => a.index - b.index);
+  const summary = summarise(results, edges, flags["per-layer"] ?? false);
+  console.log(table(summary));
+  if (interrupted) {
+    console.error(
+      `dp: interrupted after ${results.length} of ${samples.length} samples${
+        cachePath ? "; rerun with --resume to continue" : ""
+      }`,
+    );
+    Deno.exit(130);
+  }
+  if (flags["per-layer"] && summary.per_layer) {
+    for (const l of summary.per_layer as (Triple & { layer: number })[]) {
+      console.log(
+        `layer ${String(l.layer).padStart(3)}  DP-M ${l.dp_main.toFixed(2)}  DP-B ${
+          l.dp_before.toFixed(2)
+        }  DP-A ${l.dp_after.toFixed(2)}`,
+      );
+    }
+  }
+  if (flags.json) {
+    const json = {
+      format: "ubmoe-deno dp/1",
+      model: modelDir,
+      data: dataPath,
+      mask: variant.name,
+      max_tokens: limit,
+      truncated,
+      skipped_rows: problems.length + empty,
+      ...summary,
+      buckets: summary.buckets.map((b) => ({
+        ...b,
+        range: [b.range[0], Number.isFinite(b.range[1]) ? b.range[1] : null],
+      })),
+    };
+    await writeAtomic(
+      flags.json,
+      JSON.stringify(json, (_k, v) => (typeof v === "number" && Number.isNaN(v) ? null : v), 2) +
+        "\n",
+    );
+    console.error(`dp: wrote ${flags.json}`);
+  }
+  if (flags.heatmap) {
+    const k = intFlag("heatmap-sample", flags["heatmap-sample"]);
+    const s = samples[k];
+    if (!s) throw new UserError(`--heatmap-sample ${k}: only ${samples.length} samples`, 2);
+    const ids = s.ids.slice(0, 512);
+    const a = await scopeAsync(async () => {
+      const x = tensor(Int32Array.from(ids), [1, ids.length], { device });
+      const out = decoder(model.params, x, model.config, {
+        mask: variant,
+        dp: "only",
+        dpMatrices: true,
+      });
+      const total = out.dpMatrices!.reduce((acc, m) => add(acc, m));
+      return Array.from(await total.data(), (v) => v / out.dpMatrices!.length);
+    });
+    const r = done.get(s.index)!;
+    const svg = heatmapSvg(a, ids.length, {
+      title: `${
+        modelDir.split("/").filter(Boolean).pop()
+      } — sample ${k} (line ${s.line}), mask ${variant.name}`,
+      tokens: tokenizer ? ids.map((id) => tokenizer.decode([id])) : undefined,
+      dp: ids.length === s.ids.length
+        ? { dpM: r.dp_m * 100, dpB: r.dp_b * 100, dpA: r.dp_a * 100 }
+        : undefined,
+    });
+    await writeAtomic(flags.heatmap, svg);
+    console.error(
+      `dp: wrote ${flags.heatmap}${ids.length < s.ids.length ? " (first 512 tokens)" : ""}`,
+    );
+  }
+});
