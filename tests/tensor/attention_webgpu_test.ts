@@ -42,7 +42,9 @@ const caseArb: fc.Arbitrary<Case> = fc.record({
   group: fc.integer({ min: 1, max: 3 }),
   l: fc.integer({ min: 1, max: 40 }),
   s: fc.integer({ min: 1, max: 40 }),
-  d: fc.integer({ min: 1, max: 32 }).map((n) => 2 * n),
+  // even D up to 60: D = 62, 64 get their own (slower to compile) pipelines, which the
+  // fixed case at D = 64 below covers
+  d: fc.integer({ min: 1, max: 30 }).map((n) => 2 * n),
   variant: fc.nat(maskVariants.length - 1),
   padding: fc.constantFrom("none" as const, "right" as const, "emptyRow" as const),
   cached: fc.boolean(),

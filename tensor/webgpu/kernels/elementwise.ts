@@ -46,12 +46,16 @@ interface ElementwiseSpec {
   raw?: boolean;
   /** Module-scope WGSL (functions) the body calls. */
   helpers?: string;
+  /** Inputs (same shape as the output, 32-bit) whose texel is loaded once into `p{k}`. */
+  preloaded?: readonly number[];
 }
 
 /**
- * The generic elementwise kernel. In `body`, `x{k}(e)` reads input k at the position that
- * output element e broadcasts from, `ld_x{k}(i)` reads any element, and `X` is the index of
- * the first extra uniform word.
+ * The generic elementwise kernel. In `body`, `bx{k}(e)` reads input k at the position that
+ * output element e broadcasts from, `ld_x{k}(i)` reads any element, `X` is the index of the
+ * first extra uniform word, and for inputs listed in `preloaded` (same shape as the output,
+ * 32-bit), `p{k}[lane]` is element e, loaded with its whole texel (lane = e mod 4). Sizes are
+ * uniforms, so one pipeline serves every shape.
  */
 export function elementwise(dev: WebGpuDevice, spec: ElementwiseSpec): Storage {
   const { inputs, out } = spec;
@@ -65,11 +69,18 @@ export function elementwise(dev: WebGpuDevice, spec: ElementwiseSpec): Storage {
   inputs.forEach((x, k) => {
     if (spec.raw) return;
     const ty = wgslType(x.dtype);
-    if (sameShape(x.shape, out.shape)) {
+    const kind = broadcastKind(x.shape, out.shape);
+    if (kind.kind === "same") {
       readers.push(`fn bx${k}(e: u32) -> ${ty} { return ld_x${k}(e); }`);
       return;
     }
     const base = words.length;
+    if (kind.kind === "suffix" || kind.kind === "prefix") {
+      words.push(kind.size);
+      const index = kind.kind === "suffix" ? `e % u(${base}u)` : `e / u(${base}u)`;
+      readers.push(`fn bx${k}(e: u32) -> ${ty} { return ld_x${k}(${index}); }`);
+      return;
+    }
     words.push(...pad8(broadcastStrides(x.shape, out.shape)));
     readers.push(`fn bx${k}(e: u32) -> ${ty} {
   var rem = e; var off = 0u;
@@ -86,25 +97,28 @@ export function elementwise(dev: WebGpuDevice, spec: ElementwiseSpec): Storage {
   const ty = wgslType(out.dtype);
   const half = out.dtype === "bf16" || out.dtype === "f16";
   const per = half ? 8 : 4;
-  const texels = Math.ceil(n / per);
+  const preloaded = half ? [] : (spec.preloaded ?? []);
+  const params = preloaded.map((k) => `, p${k}: vec4<${wgslType(inputs[k]!.dtype)}>`).join("");
+  const args = preloaded.map((k) => `, p${k}`).join("");
   const lanes = half
     ? `var lo = vec4<f32>(0.0); var hi = vec4<f32>(0.0);
-  for (var j = 0u; j < 4u; j++) { if (t * 8u + j < n) { lo[j] = f32(elem(t * 8u + j)); } }
-  for (var j = 0u; j < 4u; j++) { if (t * 8u + 4u + j < n) { hi[j] = f32(elem(t * 8u + 4u + j)); } }
+  for (var j = 0u; j < 4u; j++) { if (t * 8u + j < n) { lo[j] = f32(elem(t * 8u + j, j)); } }
+  for (var j = 0u; j < 4u; j++) { if (t * 8u + 4u + j < n) { hi[j] = f32(elem(t * 8u + 4u + j, j)); } }
   st8_out(t, lo, hi);`
-    : `var v = vec4<${ty}>();
-  for (var j = 0u; j < 4u; j++) { if (t * 4u + j < n) { v[j] = elem(t * 4u + j); } }
+    : `${preloaded.map((k) => `let p${k} = ld4_x${k}(t);`).join(" ")}
+  var v = vec4<${ty}>();
+  for (var j = 0u; j < 4u; j++) { if (t * 4u + j < n) { v[j] = elem(t * 4u + j, j${args}); } }
   st_out(t, v);`;
   const code = `
 const X = ${extraBase}u;
 ${readers.join("\n")}
 ${spec.helpers ?? ""}
-fn elem(e: u32) -> ${half ? "f32" : ty} {
+fn elem(e: u32, lane: u32${params}) -> ${half ? "f32" : ty} {
   ${spec.body}
 }
 ${entry()} {
   let n = u(0u);
-  ${invocationIndex(`${texels}u`)}
+  ${invocationIndex(`(n + ${per - 1}u) / ${per}u`)}
   let t = id;
   ${lanes}
 }`;
@@ -113,9 +127,36 @@ ${entry()} {
     inputs: inputs.map((tensor, k) => ({ name: `x${k}`, tensor })),
     outputs: [{ name: "out", storage }],
     uniforms: words,
-    workgroups: grid(texels),
+    workgroups: grid(Math.ceil(n / per)),
   });
   return storage;
+}
+
+/**
+ * How an input broadcasts to the output: the same shape; a suffix (e.g. a bias [N] over
+ * [M, N]: element e reads e mod size); a prefix (e.g. row statistics [M, 1] over [M, N]:
+ * element e reads e / size); or anything else (per-dimension strides).
+ */
+function broadcastKind(
+  inShape: readonly number[],
+  outShape: readonly number[],
+): { kind: "same" | "general" } | { kind: "suffix" | "prefix"; size: number } {
+  if (sameShape(inShape, outShape)) return { kind: "same" };
+  const rank = outShape.length;
+  const aligned = [...new Array(rank - inShape.length).fill(1), ...inShape];
+  // suffix: leading dims 1, then equal to the output's trailing dims
+  let first = 0;
+  while (first < rank && aligned[first] === 1 && outShape[first] !== 1) first++;
+  if (aligned.slice(first).every((d, i) => d === outShape[first + i])) {
+    return { kind: "suffix", size: sizeOf(outShape.slice(first)) };
+  }
+  // prefix: equal to the output's leading dims, then 1
+  let last = rank;
+  while (last > 0 && aligned[last - 1] === 1 && outShape[last - 1] !== 1) last--;
+  if (aligned.slice(0, last).every((d, i) => d === outShape[i])) {
+    return { kind: "prefix", size: sizeOf(outShape.slice(last)) };
+  }
+  return { kind: "general" };
 }
 
 function pad8(values: readonly number[]): number[] {
@@ -135,8 +176,20 @@ export function map(
   inputs: readonly GpuTensor[],
   out: Meta,
 ): Storage {
-  const loads = inputs.map((_, k) => `let x${k} = bx${k}(e);`).join(" ");
-  return elementwise(dev, { name: "map", inputs, out, body: `${loads}\n  return ${expr};` });
+  const preloaded = inputs.flatMap((x, k) =>
+    sameShape(x.shape, out.shape) && (x.dtype === "f32" || x.dtype === "i32") ? [k] : []
+  );
+  const halfOut = out.dtype === "bf16" || out.dtype === "f16";
+  const loads = inputs.map((_, k) =>
+    !halfOut && preloaded.includes(k) ? `let x${k} = p${k}[lane];` : `let x${k} = bx${k}(e);`
+  ).join(" ");
+  return elementwise(dev, {
+    name: "map",
+    inputs,
+    out,
+    body: `${loads}\n  return ${expr};`,
+    preloaded,
+  });
 }
 
 /** The strided copy (permute / slice / pad / broadcastTo). */
