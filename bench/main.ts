@@ -6,12 +6,16 @@ import type { Device } from "../tensor/device.ts";
 import { WebGpuDevice } from "../tensor/webgpu/device.ts";
 import { benchAttention } from "./attention.ts";
 import { benchMatmul } from "./matmul.ts";
+import { benchDp } from "./dp.ts";
+import { benchQwen } from "./qwen.ts";
 import { benchRows } from "./rows.ts";
 
 const suites: Record<string, (device: Device) => Promise<Record<string, number>>> = {
   rows: benchRows,
   matmul: benchMatmul,
   attention: benchAttention,
+  qwen: benchQwen,
+  dp: benchDp,
 };
 
 const { values } = parseArgs({
