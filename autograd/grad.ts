@@ -3,7 +3,13 @@
 // ops a VJP rule runs are recorded by enclosing tapes, which gives higher derivatives.
 import { add } from "../tensor/ops/elementwise.ts";
 import { full } from "../tensor/ops/fill.ts";
-import { apply1, nonDifferentiable, type OpDef, setRecordHook } from "../tensor/op.ts";
+import {
+  apply1,
+  changeTracingDepth,
+  nonDifferentiable,
+  type OpDef,
+  setRecordHook,
+} from "../tensor/op.ts";
 import { leaves, mapTensors, type PyTree, unflatten } from "../tensor/pytree.ts";
 import { scope } from "../tensor/scope.ts";
 import { fmtShape, Tensor } from "../tensor/tensor.ts";
@@ -68,11 +74,13 @@ export function vjp<P extends PyTree[], R extends PyTree>(
   const inputs = alias(primals);
   for (const t of leaves(inputs)) tape.tracked.add(t);
   tapes.push(tape);
+  changeTracingDepth(1);
   let out: R;
   try {
     out = f(...inputs);
   } finally {
     tapes.splice(tapes.indexOf(tape), 1);
+    changeTracingDepth(-1);
   }
   const back = (cotangents: R): P => {
     const ct = new Map<Tensor, Tensor>();

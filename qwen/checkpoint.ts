@@ -195,7 +195,10 @@ export async function loadQwen(dir: string, device: Device = defaultDevice()): P
           }`,
         );
       }
-      loaded.set(name, await ckpt.load(name, device));
+      const t = await ckpt.load(name, device);
+      // Linear weights are only ever multiplied (x · Wᵀ): let the device keep its own layout
+      if (/_proj\.weight$|^lm_head\.weight$/.test(name)) device.prepareLinearWeight?.(t);
+      loaded.set(name, t);
     }
   } catch (e) {
     for (const t of loaded.values()) t.dispose();

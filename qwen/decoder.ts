@@ -4,15 +4,16 @@ import { causal, type MaskVariant } from "../nn/masks.ts";
 import { linear } from "../nn/linear.ts";
 import { ropeTables } from "../nn/rope.ts";
 import { add, mul } from "../tensor/ops/elementwise.ts";
-import { dpStats } from "../tensor/ops/dp_stats.ts";
 import { matmul } from "../tensor/ops/matmul.ts";
 import { mean } from "../tensor/ops/reduce.ts";
 import { softmax } from "../tensor/ops/softmax.ts";
-import { attention } from "../tensor/ops/attention.ts";
+import { attention, attentionWithDpStats } from "../tensor/ops/attention.ts";
 import { gather } from "../tensor/ops/gather.ts";
 import { concat, permute, reshape, slice } from "../tensor/ops/layout.ts";
 import { rmsNorm, swiglu } from "../tensor/ops/norm.ts";
 import { rope } from "../tensor/ops/rope.ts";
+import { isTracing } from "../tensor/op.ts";
+import { scope } from "../tensor/scope.ts";
 import { fmtShape, type Tensor } from "../tensor/tensor.ts";
 import type { Qwen2Config } from "./config.ts";
 import type { LayerParams, QwenParams } from "./checkpoint.ts";
@@ -122,7 +123,12 @@ export function decoder(
       dpMatrix: options.dpMatrices ?? false,
       skipMlp: options.dp === "only" && i === last,
     };
-    h = decoderLayer(layer, h, config, ctx);
+    // inference frees each layer's intermediates as it goes; under autograd they must stay
+    const layerOut = isTracing() ? { h: decoderLayer(layer, h, config, ctx) } : scope(() => {
+      const next = decoderLayer(layer, h, config, ctx);
+      return { h: next, present: ctx.present, dp: ctx.dpStats, matrix: ctx.dpMatrixOut };
+    });
+    h = layerOut.h;
     cacheLayers.push(ctx.present!);
     if (ctx.dpStats) dpStatsLayers.push(ctx.dpStats);
     if (ctx.dpMatrix) dpMatrixLayers.push(ctx.dpMatrixOut!);
@@ -216,14 +222,17 @@ function selfAttention(
     v = concat([ctx.past.v, v], 2);
   }
   ctx.present = { k, v };
-  if (ctx.dp) ctx.dpStats = dpStats(q, k, { keyValid: ctx.keyValid, queryOffset: ctx.pastLength });
   if (ctx.dpMatrix) ctx.dpMatrixOut = unmaskedAttentionMean(q, k);
-  const out = attention(q, k, v, {
+  const attentionOptions = {
     mask: ctx.variant.mask,
     keyValid: ctx.keyValid,
     tokens: ctx.tokens,
     queryOffset: ctx.pastLength,
-  });
+  };
+  // DP statistics come from the attention pass itself (DESIGN 2.4)
+  let out: Tensor;
+  if (ctx.dp) [out, ctx.dpStats] = attentionWithDpStats(q, k, v, attentionOptions);
+  else out = attention(q, k, v, attentionOptions);
   const [b, , t] = out.shape as [number, number, number];
   return linear(reshape(permute(out, [0, 2, 1, 3]), [b, t, nh * d]), o_proj);
 }

@@ -44,4 +44,9 @@ export interface Device {
   stats(): MemoryStats;
   /** Wait until all queued work is done. */
   sync(): Promise<void>;
+  /**
+   * Optional hint that `t` is a Linear weight (used as `x · tᵀ`): a device may re-lay it out
+   * for its matmul kernel and keep only that form (values and results are unchanged).
+   */
+  prepareLinearWeight?(t: Tensor): void;
 }

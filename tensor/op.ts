@@ -82,6 +82,21 @@ export interface OpDef<A = any> {
   readonly view?: true;
 }
 
+let tracingDepth = 0;
+
+/** Called by autograd when a tape starts (+1) or ends (−1) recording. */
+export function changeTracingDepth(delta: number): void {
+  tracingDepth += delta;
+}
+
+/**
+ * True while a transformation records ops: intermediates must then live until its backward
+ * pass, so code that frees them early (per-layer scopes in inference) must not.
+ */
+export function isTracing(): boolean {
+  return tracingDepth > 0;
+}
+
 type Hook = (
   def: OpDef,
   inputs: readonly Tensor[],

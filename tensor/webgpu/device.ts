@@ -6,6 +6,7 @@ import type { Meta, OpDef } from "../op.ts";
 import type { Tensor } from "../tensor.ts";
 import type { Gpu, GpuTensor } from "./gpu.ts";
 import { createKernels } from "./kernels/mod.ts";
+import { keepLinearWeightPacked } from "./kernels/matmul_texture.ts";
 import {
   bindingCode,
   type BindingSpec,
@@ -22,6 +23,11 @@ export type { StorageStrategy };
 /** Device storage: one texture, or one or more buffers (chunks of at most a binding's size). */
 export class GpuStorage implements Storage {
   refs = 0;
+  /**
+   * Set when the storage's own texture was dropped because a derived form (packed matmul
+   * panels) replaces it; this rebuilds the plain layout if anything else reads it.
+   */
+  unpack: (() => GpuStorage) | null = null;
   constructor(
     readonly dtype: DType,
     /** Capacity in elements (≥ the tensor's size: pooled storage is size-classed). */
@@ -66,6 +72,17 @@ function sizeClass(n: number): number {
   return Math.ceil(n / step) * step;
 }
 
+function poolLimitBytes(): number {
+  let mb = 512;
+  try {
+    const v = Deno.env.get("TENSOR_POOL_MB");
+    if (v !== undefined && Number.isFinite(Number(v)) && Number(v) >= 0) mb = Number(v);
+  } catch {
+    // no env permission: the default
+  }
+  return mb * 1024 * 1024;
+}
+
 export class WebGpuDevice implements Device {
   readonly kind = "webgpu" as const;
   readonly name: string;
@@ -74,6 +91,10 @@ export class WebGpuDevice implements Device {
   #pooledBytes = 0;
   #live = new Set<GpuStorage>();
   #derived = new Map<GpuStorage, Map<string, GpuStorage>>();
+  /** Pooled storages in the order they were released (eviction takes the oldest). */
+  #released: GpuStorage[] = [];
+  /** Memory the pool may keep for reuse (TENSOR_POOL_MB, default 512 MB). */
+  readonly maxPooledBytes = poolLimitBytes();
   #pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
@@ -157,6 +178,23 @@ export class WebGpuDevice implements Device {
     return d;
   }
 
+  /**
+   * Keep only the derived form `key` of a storage (e.g. a weight's packed matmul panels):
+   * its own texture is destroyed, and rebuilt by `unpack` only if another kernel reads it.
+   */
+  dropPlainLayout(storage: Storage, unpack: () => GpuStorage): void {
+    const s = storage as GpuStorage;
+    if (!s.texture || s.unpack) return;
+    this.flush();
+    s.texture.destroy();
+    s.unpack = unpack;
+  }
+
+  /** The storage itself, or its rebuilt plain layout when that was dropped. */
+  #plain(s: GpuStorage): GpuStorage {
+    return s.unpack ? this.derived(s, "plain-layout", s.unpack) : s;
+  }
+
   release(storage: Storage): void {
     const s = storage as GpuStorage;
     if (!this.#live.delete(s)) return;
@@ -166,10 +204,33 @@ export class WebGpuDevice implements Device {
       this.#derived.delete(s);
       for (const d of derived.values()) this.release(d);
     }
+    if (s.unpack) return; // its texture is gone: nothing to pool
     const list = this.#pool.get(s.poolKey) ?? [];
     list.push(s);
     this.#pool.set(s.poolKey, list);
     this.#pooledBytes += s.bytes;
+    this.#released.push(s);
+    if (this.#pooledBytes > this.maxPooledBytes) this.#evict();
+  }
+
+  /**
+   * Destroy the longest-pooled storages until the pool is within half its limit. Encoded
+   * work may still use them, so it is submitted first.
+   */
+  #evict(): void {
+    this.flush();
+    const target = this.maxPooledBytes / 2;
+    while (this.#pooledBytes > target && this.#released.length) {
+      const s = this.#released.shift()!;
+      const list = this.#pool.get(s.poolKey);
+      const at = list?.indexOf(s) ?? -1;
+      if (at < 0) continue; // taken out of the pool again since
+      list!.splice(at, 1);
+      this.#pooledBytes -= s.bytes;
+      s.texture?.destroy();
+      for (const b of s.buffers) b.destroy();
+    }
+    this.#released = this.#released.filter((s) => this.#pool.get(s.poolKey)?.includes(s));
   }
 
   /** Destroy every pooled allocation (memory the pool keeps for reuse). */
@@ -182,12 +243,13 @@ export class WebGpuDevice implements Device {
       }
     }
     this.#pool.clear();
+    this.#released = [];
     this.#pooledBytes = 0;
   }
 
   stats(): MemoryStats {
     let liveBytes = 0;
-    for (const s of this.#live) liveBytes += s.bytes;
+    for (const s of this.#live) if (!s.unpack) liveBytes += s.bytes;
     return { liveBytes, liveCount: this.#live.size, pooledBytes: this.#pooledBytes };
   }
 
@@ -254,7 +316,7 @@ export class WebGpuDevice implements Device {
   }
 
   async read(storage: Storage, dtype: DType, size: number): Promise<Float32Array | Int32Array> {
-    const s = storage as GpuStorage;
+    const s = this.#plain(storage as GpuStorage);
     const elementBytes = dtype === "bf16" || dtype === "f16" ? 2 : 4;
     const need = Math.ceil(size * elementBytes / 4) * 4;
     this.#endPass();
@@ -301,6 +363,11 @@ export class WebGpuDevice implements Device {
     await this.device.queue.onSubmittedWorkDone();
   }
 
+  /** Texture strategy: pack a Linear weight into matmul panels once and keep only those. */
+  prepareLinearWeight(t: Tensor): void {
+    if (this.strategy === "texture" && t.dtype !== "i32") keepLinearWeightPacked(this, t);
+  }
+
   run(def: OpDef, inputs: readonly Tensor[], attrs: unknown, outs: readonly Meta[]): Storage[] {
     return def.webgpu(this.gpu, inputs, attrs, outs);
   }
@@ -309,6 +376,15 @@ export class WebGpuDevice implements Device {
 
   /** Encode one kernel launch into the current batch. */
   dispatch(spec: DispatchSpec): void {
+    if (spec.inputs.some((i) => (i.tensor.storage as GpuStorage).unpack)) {
+      spec = {
+        ...spec,
+        inputs: spec.inputs.map(({ name, tensor }) => ({
+          name,
+          tensor: { ...tensor, storage: this.#plain(tensor.storage as GpuStorage) },
+        })),
+      };
+    }
     const specs: BindingSpec[] = [
       ...spec.inputs.map(({ name, tensor }) =>
         this.#bindingSpec(name, tensor.storage as GpuStorage, "read")

@@ -54,7 +54,7 @@ interface ElementwiseSpec {
  * The generic elementwise kernel. In `body`, `bx{k}(e)` reads input k at the position that
  * output element e broadcasts from, `ld_x{k}(i)` reads any element, `X` is the index of the
  * first extra uniform word, and for inputs listed in `preloaded` (same shape as the output,
- * 32-bit), `p{k}[lane]` is element e, loaded with its whole texel (lane = e mod 4). Sizes are
+ * 32-bit), `p{k}[texel_lane]` is element e, loaded with its whole texel (texel_lane = e mod 4). Sizes are
  * uniforms, so one pipeline serves every shape.
  */
 export function elementwise(dev: WebGpuDevice, spec: ElementwiseSpec): Storage {
@@ -113,7 +113,7 @@ export function elementwise(dev: WebGpuDevice, spec: ElementwiseSpec): Storage {
 const X = ${extraBase}u;
 ${readers.join("\n")}
 ${spec.helpers ?? ""}
-fn elem(e: u32, lane: u32${params}) -> ${half ? "f32" : ty} {
+fn elem(e: u32, texel_lane: u32${params}) -> ${half ? "f32" : ty} {
   ${spec.body}
 }
 ${entry()} {
@@ -181,7 +181,7 @@ export function map(
   );
   const halfOut = out.dtype === "bf16" || out.dtype === "f16";
   const loads = inputs.map((_, k) =>
-    !halfOut && preloaded.includes(k) ? `let x${k} = p${k}[lane];` : `let x${k} = bx${k}(e);`
+    !halfOut && preloaded.includes(k) ? `let x${k} = p${k}[texel_lane];` : `let x${k} = bx${k}(e);`
   ).join(" ");
   return elementwise(dev, {
     name: "map",

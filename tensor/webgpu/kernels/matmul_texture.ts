@@ -23,7 +23,7 @@ import type { Meta } from "../../op.ts";
 import type { GpuStorage, WebGpuDevice } from "../device.ts";
 import type { GpuTensor } from "../gpu.ts";
 import { perTexel } from "../layout.ts";
-import { copy } from "./elementwise.ts";
+import { copy, elementwise } from "./elementwise.ts";
 import { batchIndexWgsl, type MatmulPlan } from "./matmul_plan.ts";
 
 /** Rows and columns of a workgroup's output tile. */
@@ -287,4 +287,40 @@ export function matmulTexture(
   });
   dev.release(target);
   return result;
+}
+
+// ------------------------------------------------------------------ weights kept packed
+
+/**
+ * Pack a Linear weight w [N, K] (used as `x · wᵀ`) into B panels now and drop its plain
+ * texture, so a checkpoint's weights are held once, packed. Anything other than matmul that
+ * reads w later gets the plain layout rebuilt from the panels (`unpackB`).
+ */
+export function keepLinearWeightPacked(dev: WebGpuDevice, w: GpuTensor): void {
+  if (w.shape.length !== 2) return;
+  const [n, k] = w.shape as [number, number];
+  const plan = { k, n, transB: true, bBatches: 1 } as MatmulPlan;
+  packB(dev, w, plan);
+  dev.dropPlainLayout(w.storage, () => unpackB(dev, w, plan));
+}
+
+/** The plain [N, K] layout of a weight rebuilt from its packed panels (the inverse of packB). */
+function unpackB(dev: WebGpuDevice, w: GpuTensor, plan: MatmulPlan): GpuStorage {
+  const d: DType = isHalf(w.dtype) ? w.dtype : "f32";
+  const packed = packB(dev, w, plan);
+  const per = isHalf(d) ? 8 : 4, run = runOf(d);
+  const body = `let N = u(X); let K = u(X + 1u); let ks = u(X + 2u);
+  let col = e / K; let p = e % K;
+  let lane = (col % ${tileCols}u) / ${laneCols}u; let q = (col % ${laneCols}u) / ${per}u;
+  let o = ((p / 4u) * 8u + lane) * ${run}u + (p % 4u) * ${laneCols / per}u + q;
+  let texel = (col / ${tileCols}u) * ks * ${8 * run}u + o;
+  return ld_x0(texel * ${per}u + col % ${per}u);`;
+  return elementwise(dev, {
+    name: "unpack-b",
+    inputs: [{ storage: packed.storage, shape: [packed.storage.capacity], dtype: d }],
+    out: { shape: w.shape, dtype: w.dtype },
+    body,
+    extra: [plan.n, plan.k, Math.ceil(plan.k / 4)],
+    raw: true,
+  }) as GpuStorage;
 }
