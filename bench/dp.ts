@@ -1,16 +1,22 @@
 // DP figures on the Qwen2.5-0.5B shape: tokens/s of a 512-token sample, the cost of the DP
 // statistics over the same forward without them, peak memory at 2048 tokens, and the ratio
 // to the paper's way done in numpy/OpenBLAS (../shared/bench/numpy_dp_baseline.py) when
-// python3 with numpy is available.
+// python3 with numpy is available. Per layer: causal attention with the DP statistics from
+// the same pass against causal attention alone (14 heads, 2 KV heads, D 64, L = S = 512 and
+// 2048), and the standalone dpStats op.
 import { dpFromStats } from "../nn/dp.ts";
 import { loadQwen } from "../qwen/checkpoint.ts";
 import { decoder } from "../qwen/decoder.ts";
-import { tensor } from "../tensor/create.ts";
+import { causal } from "../nn/masks.ts";
+import { randomNormal, tensor } from "../tensor/create.ts";
 import type { Device } from "../tensor/device.ts";
 import { Rng } from "../tensor/random.ts";
 import { scopeAsync } from "../tensor/scope.ts";
+import { attentionWithDpStats, attentionWithLse } from "../tensor/ops/attention.ts";
+import { dpStats } from "../tensor/ops/dp_stats.ts";
 import { peakRssMb } from "./qwen.ts";
 import { ensureQwen05b } from "./qwen05b.ts";
+import { medianMs } from "./timing.ts";
 
 async function timeOnce(run: () => Promise<unknown>): Promise<number> {
   const start = performance.now();
@@ -34,14 +40,40 @@ async function numpyTokensPerS(l: number): Promise<number> {
       stdout: "piped",
       stderr: "null",
     }).output();
-    const m = /forward\+DP L=\d+: median [\d.]+ s = ([\d.]+) tokens\/s/.exec(new TextDecoder().decode(out.stdout));
+    const m = /forward\+DP L=\d+: median [\d.]+ s = ([\d.]+) tokens\/s/.exec(
+      new TextDecoder().decode(out.stdout),
+    );
     return m ? Number(m[1]) : NaN;
   } catch {
     return NaN;
   }
 }
 
+/** One layer's attention at L tokens: ms with the DP statistics, their cost over attention alone. */
+async function attentionFigures(device: Device, l: number): Promise<Record<string, number>> {
+  const opts = (seed: number) => ({ seed, device, std: 0.5 });
+  const q = randomNormal([1, 14, l, 64], opts(1));
+  const k = randomNormal([1, 2, l, 64], opts(2));
+  const v = randomNormal([1, 2, l, 64], opts(3));
+  const mask = { mask: causal.mask };
+  const timing = { reps: 3, inner: l > 1024 ? 1 : 4 };
+  const alone = await medianMs(device, () => attentionWithLse(q, k, v, mask), timing);
+  const withDp = await medianMs(device, () => attentionWithDpStats(q, k, v, mask), timing);
+  const name = `attention_dp_14x${l}x64`;
+  const figures: Record<string, number> = {
+    [`${name}_ms`]: withDp,
+    [`${name}_overhead`]: withDp / alone,
+  };
+  if (l <= 1024) figures[`dp_stats_14x${l}x64_ms`] = await medianMs(device, () => dpStats(q, k));
+  for (const t of [q, k, v]) t.dispose();
+  return figures;
+}
+
 export async function benchDp(device: Device): Promise<Record<string, number>> {
+  const kernels = {
+    ...await attentionFigures(device, 512),
+    ...await attentionFigures(device, 2048),
+  };
   const model = await loadQwen(await ensureQwen05b(), device);
   const rng = new Rng(5);
   const ids = (n: number) => Int32Array.from({ length: n }, () => rng.int(model.config.vocabSize));
@@ -49,7 +81,12 @@ export async function benchDp(device: Device): Promise<Record<string, number>> {
   const forward = (dp: boolean, x: Int32Array) =>
     scopeAsync(async () => {
       const input = tensor(x, [1, x.length], { device });
-      const out = decoder(model.params, input, model.config, dp ? { dp: "only" } : { logits: false });
+      const out = decoder(
+        model.params,
+        input,
+        model.config,
+        dp ? { dp: "only" } : { logits: false },
+      );
       if (dp) return await dpFromStats(out.dpStats!, [x.length]);
       return await out.lastHiddenState.data();
     });
@@ -65,5 +102,6 @@ export async function benchDp(device: Device): Promise<Record<string, number>> {
     dp_05b_512_overhead: withDp / without,
     dp_05b_2048_peak_rss_mb: peakRssMb(),
     dp_05b_512_vs_numpy: ours / peer,
+    ...kernels,
   };
 }
