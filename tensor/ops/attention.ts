@@ -15,6 +15,7 @@ import {
   type RefInput,
 } from "../op.ts";
 import { fmtShape, type Tensor } from "../tensor.ts";
+import { dpStatsReference } from "./dp_stats.ts";
 
 /** Attributes of both attention ops. */
 export interface AttentionAttrs {
@@ -28,6 +29,11 @@ export interface AttentionAttrs {
   readonly hasKeyValid: boolean;
   /** Number of per-token i32 [B, S] arrays the mask reads. */
   readonly tokenArrays: number;
+  /**
+   * Also return the DP statistics of q and k ([B, H, L, 4], see `dpStatsOp`: the unmasked
+   * softmax, key padding only) as a third output, from the same pass (DESIGN 2.4).
+   */
+  readonly dpStats?: boolean;
 }
 
 /** Sizes of an attention call; checks q [B,H,L,D], k/v [B,Hk,S,D], H divisible by Hk. */
@@ -78,12 +84,16 @@ function allowedRef(extra: readonly RefInput[], attrs: AttentionAttrs, s: number
   };
 }
 
-/** out = softmax(scale·q·kᵀ + mask)·v per head; lse = log Σ exp of the allowed scores (−∞ if none). */
+/**
+ * out = softmax(scale·q·kᵀ + mask)·v per head; lse = log Σ exp of the allowed scores (−∞ if
+ * none); with `dpStats`, the DP statistics [B, H, L, 4] too.
+ */
 export const attentionOp: OpDef<AttentionAttrs> = {
   name: "attention",
   infer(inputs, attrs) {
     const { b, h, l, d } = attentionDims(inputs, attrs);
-    return [{ shape: [b, h, l, d], dtype: "f32" }, { shape: [b, h, l], dtype: "f32" }];
+    const stats: Meta[] = attrs.dpStats ? [{ shape: [b, h, l, 4], dtype: "f32" }] : [];
+    return [{ shape: [b, h, l, d], dtype: "f32" }, { shape: [b, h, l], dtype: "f32" }, ...stats];
   },
   reference(inputs, attrs) {
     const [q, k, v, ...extra] = inputs;
@@ -129,9 +139,14 @@ export const attentionOp: OpDef<AttentionAttrs> = {
         }
       }
     }
-    return [out, lse];
+    if (!attrs.dpStats) return [out, lse];
+    const keyValid = attrs.hasKeyValid ? extra[0]!.values : undefined;
+    const dims = { b, h, l, d, s, group };
+    return [out, lse, dpStatsReference(q!.values, k!.values, keyValid, dims, attrs)];
   },
   webgpu: (gpu, inputs, attrs, outs) => gpu.attention(inputs, attrs, outs),
+  // the DP statistics are inference-only: a cotangent for them is ignored, as the separate
+  // `dpStats` op (non-differentiable) would
   vjp: (cotangents, { inputs, outputs, attrs }) => {
     const [gOut, gLse] = cotangents;
     if (gLse) throw new Error("attention: the logsumexp output is not differentiable");
@@ -232,6 +247,33 @@ export function attentionWithLse(
   v: Tensor,
   opts: AttentionOptions,
 ): [Tensor, Tensor] {
+  const [out, lse] = attentionCall(q, k, v, opts, false);
+  return [out!, lse!];
+}
+
+/**
+ * `attention` that also returns the DP statistics of q and k, [B, H, L, 4] (see `dpStats`:
+ * the unmasked softmax over every unpadded key; not differentiable), from the same pass.
+ * @example
+ * const [out, stats] = attentionWithDpStats(q, k, v, { mask: causal.mask, keyValid });
+ */
+export function attentionWithDpStats(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  opts: AttentionOptions,
+): [Tensor, Tensor] {
+  const [out, , stats] = attentionCall(q, k, v, opts, true);
+  return [out!, stats!];
+}
+
+function attentionCall(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  opts: AttentionOptions,
+  dpStats: boolean,
+): Tensor[] {
   const tokens = opts.tokens ?? [];
   const attrs: AttentionAttrs = {
     mask: opts.mask,
@@ -239,8 +281,8 @@ export function attentionWithLse(
     queryOffset: opts.queryOffset ?? 0,
     hasKeyValid: opts.keyValid !== undefined,
     tokenArrays: tokens.length,
+    ...(dpStats ? { dpStats } : {}),
   };
   const extra = opts.keyValid ? [opts.keyValid, ...tokens] : [...tokens];
-  const [out, lse] = apply(attentionOp, [q, k, v, ...extra], attrs);
-  return [out!, lse!];
+  return apply(attentionOp, [q, k, v, ...extra], attrs);
 }

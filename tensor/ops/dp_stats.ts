@@ -41,6 +41,55 @@ function dims(inputs: readonly { shape: readonly number[]; dtype: string }[], at
 }
 
 /**
+ * The reference statistics [B, H, L, 4] of q [B, H, L, D] and k [B, Hk, S, D] (row-major
+ * values), keyValid [B, S] when given: the spec of both `dpStats` and attention's `dpStats`.
+ */
+export function dpStatsReference(
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  keyValid: ArrayLike<number> | undefined,
+  { b, h, l, d, s, group }: ReturnType<typeof dims>,
+  attrs: Pick<DpStatsAttrs, "scale" | "queryOffset">,
+): Float32Array | Float64Array {
+  const out = floats(b * h * l * 4);
+  const scores = new Float64Array(s);
+  for (let bi = 0; bi < b; bi++) {
+    for (let hi = 0; hi < h; hi++) {
+      const kvBase = (bi * (h / group) + Math.floor(hi / group)) * s * d;
+      for (let i = 0; i < l; i++) {
+        const row = (bi * h + hi) * l + i;
+        let m = -Infinity;
+        for (let j = 0; j < s; j++) {
+          if (keyValid && keyValid[bi * s + j] === 0) {
+            scores[j] = -Infinity;
+            continue;
+          }
+          let dot = 0;
+          for (let c = 0; c < d; c++) dot += q[row * d + c]! * k[kvBase + j * d + c]!;
+          scores[j] = dot * attrs.scale;
+          m = Math.max(m, scores[j]!);
+        }
+        if (m === -Infinity) {
+          out[row * 4 + 3] = -Infinity;
+          continue;
+        }
+        let total = 0, before = 0, diag = 0, after = 0;
+        const qi = attrs.queryOffset + i;
+        for (let j = 0; j < s; j++) {
+          const p = Math.exp(scores[j]! - m);
+          total += p;
+          if (j < qi) before += p;
+          else if (j === qi) diag += p;
+          else after += p;
+        }
+        out.set([before / total, diag / total, after / total, m + Math.log(total)], row * 4);
+      }
+    }
+  }
+  return out;
+}
+
+/**
  * q [B, H, L, D], k [B, Hk, S, D] (GQA), optional keyValid [B, S] → [B, H, L, 4]:
  * per row (massBefore, massDiagonal, massAfter, logsumexp) of the unmasked softmax.
  */
@@ -52,45 +101,7 @@ export const dpStatsOp: OpDef<DpStatsAttrs> = {
   },
   reference(inputs, attrs) {
     const [q, k, keyValid] = inputs;
-    const { b, h, l, d, s, group } = dims(inputs, attrs);
-    const out = floats(b * h * l * 4);
-    const scores = new Float64Array(s);
-    for (let bi = 0; bi < b; bi++) {
-      for (let hi = 0; hi < h; hi++) {
-        const kvBase = (bi * (h / group) + Math.floor(hi / group)) * s * d;
-        for (let i = 0; i < l; i++) {
-          const row = (bi * h + hi) * l + i;
-          let m = -Infinity;
-          for (let j = 0; j < s; j++) {
-            if (keyValid && keyValid.values[bi * s + j] === 0) {
-              scores[j] = -Infinity;
-              continue;
-            }
-            let dot = 0;
-            for (let c = 0; c < d; c++) {
-              dot += q!.values[row * d + c]! * k!.values[kvBase + j * d + c]!;
-            }
-            scores[j] = dot * attrs.scale;
-            m = Math.max(m, scores[j]!);
-          }
-          if (m === -Infinity) {
-            out[row * 4 + 3] = -Infinity;
-            continue;
-          }
-          let total = 0, before = 0, diag = 0, after = 0;
-          const qi = attrs.queryOffset + i;
-          for (let j = 0; j < s; j++) {
-            const p = Math.exp(scores[j]! - m);
-            total += p;
-            if (j < qi) before += p;
-            else if (j === qi) diag += p;
-            else after += p;
-          }
-          out.set([before / total, diag / total, after / total, m + Math.log(total)], row * 4);
-        }
-      }
-    }
-    return [out];
+    return [dpStatsReference(q!.values, k!.values, keyValid?.values, dims(inputs, attrs), attrs)];
   },
   webgpu: (gpu, inputs, attrs, [out]) => [gpu.dpStats(inputs, attrs, out!)],
   vjp: nonDifferentiable,

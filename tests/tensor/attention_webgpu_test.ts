@@ -2,7 +2,7 @@
 // both storage strategies: forward (out, lse) and backward (dq, dk, dv), over GQA groups,
 // sizes that are not multiples of the kernels' tiles, even head sizes, every registered mask
 // variant, key padding (including a batch row with no valid key) and decoding with a KV cache
-// (queryOffset > 0, L < S).
+// (queryOffset > 0, L < S); with `dpStats`, the DP statistics output of the same pass too.
 import fc from "fast-check";
 import { maskVariants } from "../../nn/masks.ts";
 import { tensor } from "../../tensor/create.ts";
@@ -17,6 +17,7 @@ import { Rng } from "../../tensor/random.ts";
 import { referenceDevice } from "../../tensor/reference.ts";
 import type { Tensor } from "../../tensor/tensor.ts";
 import { assertClose, type Tolerance } from "../all_close.ts";
+import { assertEquals } from "../assert.ts";
 import { webgpuBackends } from "../backends.ts";
 import { assertProperty } from "../fc.ts";
 
@@ -33,6 +34,8 @@ interface Case {
   padding: "none" | "right" | "emptyRow";
   /** Decode with a KV cache: queries are the last L of S positions. */
   cached: boolean;
+  /** Also compute the DP statistics (the unmasked softmax's masses) in the forward pass. */
+  dpStats: boolean;
   seed: number;
 }
 
@@ -48,6 +51,7 @@ const caseArb: fc.Arbitrary<Case> = fc.record({
   variant: fc.nat(maskVariants.length - 1),
   padding: fc.constantFrom("none" as const, "right" as const, "emptyRow" as const),
   cached: fc.boolean(),
+  dpStats: fc.boolean(),
   seed: fc.nat(),
 });
 
@@ -90,6 +94,7 @@ function attrsOf(c: Case): AttentionAttrs {
     queryOffset: c.cached ? Math.max(0, c.s - c.l) : 0,
     hasKeyValid: c.padding !== "none",
     tokenArrays: variant.tokenArrays.length,
+    dpStats: c.dpStats,
   };
 }
 
@@ -98,7 +103,7 @@ async function run(
   device: Device,
   c: Case,
   given?: { out: Float32Array; lse: Float32Array },
-): Promise<Record<"out" | "lse" | "dq" | "dk" | "dv", Float32Array>> {
+): Promise<Record<"out" | "lse" | "stats" | "dq" | "dk" | "dv", Float32Array>> {
   const host = hostInputs(c);
   const h = c.hk * c.group;
   const made: Tensor[] = [];
@@ -115,17 +120,19 @@ async function run(
     return t;
   });
   const attrs = attrsOf(c);
-  const [out, lse] = apply(attentionOp, [q, k, v, ...extras], attrs);
-  made.push(out!, lse!);
+  const [out, lse, stats] = apply(attentionOp, [q, k, v, ...extras], attrs);
+  made.push(out!, lse!, ...(stats ? [stats] : []));
   const outIn = given ? f32(given.out, out!.shape.slice()) : out!;
   const lseIn = given ? f32(given.lse, lse!.shape.slice()) : lse!;
   const grads = apply(attentionBackwardOp, [q, k, v, outIn, lseIn, dOut, ...extras], attrs);
   made.push(...grads.map((g) => g!));
   const [o, l, dq, dk, dv] = await Promise.all([out!, lse!, ...grads].map((t) => t!.data()));
+  const st = stats ? await stats.data() : [];
   for (const t of made) t.dispose();
   return {
     out: Float32Array.from(o!),
     lse: Float32Array.from(l!),
+    stats: Float32Array.from(st),
     dq: Float32Array.from(dq!),
     dk: Float32Array.from(dk!),
     dv: Float32Array.from(dv!),
@@ -151,6 +158,9 @@ async function check(device: Device, c: Case): Promise<void> {
   const tol = tolerances(c);
   assertClose(actual.out, expected.out, tol.forward, label("out"), [c.b, h, c.l, c.d]);
   assertClose(actual.lse, expected.lse, tol.forward, label("lse"), [c.b, h, c.l]);
+  // masses before / on / after the diagonal, logsumexp; (0, 0, 0, −∞) for a fully padded row
+  assertEquals(actual.stats.length, c.dpStats ? c.b * h * c.l * 4 : 0, label("stats size"));
+  assertClose(actual.stats, expected.stats, tol.forward, label("stats"), [c.b, h, c.l, 4]);
   assertClose(actual.dq, expected.dq, tol.backward, label("dq"), [c.b, h, c.l, c.d]);
   assertClose(actual.dk, expected.dk, tol.backward, label("dk"), [c.b, c.hk, c.s, c.d]);
   assertClose(actual.dv, expected.dv, tol.backward, label("dv"), [c.b, c.hk, c.s, c.d]);
@@ -186,6 +196,7 @@ for (const strategy of ["texture", "buffer"] as const) {
           variant,
           padding: "right",
           cached: true,
+          dpStats: variant % 2 === 1,
           seed: variant,
         };
         await check(device!, c).catch((e) => {
@@ -196,7 +207,8 @@ for (const strategy of ["texture", "buffer"] as const) {
   });
 
   Deno.test({
-    name: `attention() on ${name} equals the reference at L = S = 130, D = 64 (causal, GQA 2)`,
+    name:
+      `attention() on ${name} equals the reference at L = S = 130, D = 64 (causal, GQA 2, DP statistics)`,
     ignore,
     fn: () =>
       check(device!, {
@@ -209,6 +221,7 @@ for (const strategy of ["texture", "buffer"] as const) {
         variant: 0,
         padding: "right",
         cached: false,
+        dpStats: true,
         seed: 7,
       }),
   });

@@ -1,4 +1,5 @@
-// Fused attention on WebGPU, forward and backward (DESIGN 2.4): flash-style kernels over
+// Fused attention on WebGPU, forward (optionally with the DP statistics) and backward
+// (DESIGN 2.4): flash-style kernels over
 // blocks of 4 keys (attention_forward.ts, attention_backward.ts) with the mask compiled in
 // (attention_mask.ts). This file shapes the calls: the kernels read and write whole texels,
 // so a head dimension that is not a multiple of 4 is zero-padded around the call, and a
@@ -15,9 +16,21 @@ import { forwardWgsl } from "./attention_forward.ts";
 import { allowedWgsl, rowReader } from "./attention_mask.ts";
 import { copy } from "./elementwise.ts";
 
+/** Sizes of a call (see `attentionDims`). */
+interface CallDims {
+  readonly b: number;
+  readonly h: number;
+  readonly l: number;
+  readonly d: number;
+  readonly s: number;
+  readonly group: number;
+}
+
 /** Sizes shared by the kernels, and their uniform words. */
-function plan(inputs: readonly GpuTensor[], attrs: AttentionAttrs) {
-  const dims = attentionDims(inputs, attrs);
+export function plan<Dims extends CallDims>(
+  dims: Dims,
+  attrs: Pick<AttentionAttrs, "queryOffset" | "scale" | "hasKeyValid">,
+) {
   const d4 = Math.ceil(dims.d / 4);
   const lp = Math.ceil(dims.l / 4) * 4;
   // registers per row (texels): 16 up to D = 64, else a power of two, so that a few
@@ -48,11 +61,15 @@ function resized(dev: WebGpuDevice, x: GpuTensor, shape: readonly number[]): Gpu
   return { storage, shape, dtype: "f32" };
 }
 
-/** Uniform word saying whether keyValid is bound (see `allowedWgsl`). */
-const hasPadWord = 8;
+/** Uniform word saying whether keyValid is bound (see `keyLiveWgsl`). */
+export const hasPadWord = 8;
 
 /** keyValid and the token arrays; a 1-element placeholder (never read) stands for no keyValid. */
-function maskInputs(dev: WebGpuDevice, extra: readonly GpuTensor[], attrs: AttentionAttrs) {
+export function maskInputs(
+  dev: WebGpuDevice,
+  extra: readonly GpuTensor[],
+  attrs: Pick<AttentionAttrs, "hasKeyValid">,
+) {
   if (attrs.hasKeyValid) return { tensors: extra, placeholder: null };
   const placeholder = dev.alloc(1, "i32");
   const none: GpuTensor = { storage: placeholder, shape: [1], dtype: "i32" };
@@ -60,7 +77,7 @@ function maskInputs(dev: WebGpuDevice, extra: readonly GpuTensor[], attrs: Atten
 }
 
 /** Tensors with the last axis padded to 4·d4 (the inputs themselves when it already is). */
-function padHeads(dev: WebGpuDevice, xs: readonly GpuTensor[], d4: number) {
+export function padHeads(dev: WebGpuDevice, xs: readonly GpuTensor[], d4: number) {
   return xs.map((x) => {
     if (x.shape[3] === d4 * 4) return { t: x, temp: false };
     return { t: resized(dev, x, [...x.shape.slice(0, 3), d4 * 4]), temp: true };
@@ -87,17 +104,19 @@ function outputOf(dev: WebGpuDevice, meta: Meta, inner: readonly number[]) {
   };
 }
 
-/** Forward: [out, lse] from q, k, v, [keyValid], [tokens…]. */
+/** Forward: [out, lse] (+ DP statistics with `attrs.dpStats`) from q, k, v, [keyValid], [tokens…]. */
 export function attention(
   dev: WebGpuDevice,
   inputs: readonly GpuTensor[],
   attrs: AttentionAttrs,
   outs: readonly Meta[],
 ): Storage[] {
-  const p = plan(inputs, attrs);
+  const p = plan(attentionDims(inputs, attrs), attrs);
+  const stats = attrs.dpStats ?? false;
   const [q, k, v] = padHeads(dev, inputs.slice(0, 3), p.d4);
   const out = outputOf(dev, outs[0]!, [p.b, p.h, p.l, p.d4 * 4]);
   const lse = outputOf(dev, outs[1]!, [p.b, p.h, p.lp]);
+  const statsOut = stats ? [dev.allocFor(outs[2]!)] : [];
   const mask = maskInputs(dev, inputs.slice(3), attrs);
   if (p.l > 0 && p.b * p.h > 0) {
     const helpers = allowedWgsl(attrs, 3, hasPadWord) +
@@ -105,19 +124,23 @@ export function attention(
       rowReader("k", "x1", k!.t.dtype, dev.strategy) +
       rowReader("v", "x2", v!.t.dtype, dev.strategy);
     dev.dispatch({
-      code: forwardWgsl(helpers, p.dc, p.d4Const),
+      code: forwardWgsl(helpers, p.dc, p.d4Const, { attention: true, stats }),
       inputs: [q!.t, k!.t, v!.t, ...mask.tensors].map((tensor, i) => ({
         name: `x${i}`,
         tensor,
       })),
-      outputs: [{ name: "out", storage: out.t.storage }, { name: "lse", storage: lse.t.storage }],
+      outputs: [
+        { name: "out", storage: out.t.storage },
+        { name: "lse", storage: lse.t.storage },
+        ...statsOut.map((storage) => ({ name: "stats", storage })),
+      ],
       uniforms: p.words,
       workgroups: [Math.ceil(p.l / 32), p.b * p.h],
     });
   }
   for (const x of [q, k, v]) if (x!.temp) dev.release(x!.t.storage);
   if (mask.placeholder) dev.release(mask.placeholder);
-  return [out.finish(), lse.finish()];
+  return [out.finish(), lse.finish(), ...statsOut];
 }
 
 /** Backward: [dq, dk, dv] from q, k, v, out, lse, dOut, [keyValid], [tokens…]. */
@@ -128,7 +151,7 @@ export function attentionBackward(
   outs: readonly Meta[],
 ): Storage[] {
   const [, , , , lseIn, , ...extra] = inputs;
-  const p = plan([inputs[0]!, inputs[1]!, inputs[2]!, ...extra], attrs);
+  const p = plan(attentionDims([inputs[0]!, inputs[1]!, inputs[2]!, ...extra], attrs), attrs);
   const [q, k, v, o, g] = padHeads(dev, [0, 1, 2, 3, 5].map((i) => inputs[i]!), p.d4);
   const dq = outputOf(dev, outs[0]!, [p.b, p.h, p.l, p.d4 * 4]);
   const dk = outputOf(dev, outs[1]!, [p.b, p.hk, p.s, p.d4 * 4]);

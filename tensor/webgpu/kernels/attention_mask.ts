@@ -7,16 +7,25 @@ import type { AttentionAttrs } from "../../ops/attention.ts";
 import type { StorageStrategy } from "../layout.ts";
 
 /**
- * WGSL `allowed(b, q, k, s) -> bool`: the mask expression compiled, plus key padding. The
- * key-padding input is `x{first}`, always bound (a placeholder when there is none, the
- * uniform word `hasPad` saying so), so that padded and unpadded calls share a pipeline;
- * token arrays follow it.
+ * WGSL `key_live(b, k, s) -> bool`: key k exists and is not padding. The key-padding input is
+ * `x{first}`, always bound (a placeholder when there is none, the uniform word `hasPad`
+ * saying so), so that padded and unpadded calls share a pipeline.
+ */
+export function keyLiveWgsl(first: number, hasPad: number): string {
+  return `
+fn key_padded(b: u32, k: u32, s: u32) -> bool { return u(${hasPad}u) != 0u && ld_x${first}(b * s + k) == 0i; }
+fn key_live(b: u32, k: u32, s: u32) -> bool { return k < s && !key_padded(b, k, s); }`;
+}
+
+/**
+ * WGSL `allowed(b, q, k, s) -> bool`: the mask expression compiled, plus key padding (see
+ * `keyLiveWgsl`; `key_live` comes along); the token arrays follow the key-padding input.
  */
 export function allowedWgsl(attrs: AttentionAttrs, first: number, hasPad: number): string {
   const token = (array: number, pos: string) =>
     `token_at(ld_x${first + 1 + array}(b * s + clamp_pos(${pos}, s)), ${pos}, s)`;
-  const pad = `if (u(${hasPad}u) != 0u && ld_x${first}(b * s + u32(k)) == 0i) { return false; }`;
-  return `
+  const pad = `if (key_padded(b, u32(k), s)) { return false; }`;
+  return `${keyLiveWgsl(first, hasPad)}
 fn clamp_pos(pos: i32, s: u32) -> u32 { return u32(clamp(pos, 0i, i32(s) - 1i)); }
 fn token_at(value: i32, pos: i32, s: u32) -> i32 { return select(-1i, value, pos >= 0i && u32(pos) < s); }
 fn allowed(b: u32, q: i32, k: i32, s: u32) -> bool {

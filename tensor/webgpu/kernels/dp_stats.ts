@@ -1,13 +1,15 @@
-// DP statistics on WebGPU: one invocation per query row, an online softmax over every key
-// (no mask but key padding) carrying the before / diagonal / after sums, rescaled together,
-// and one texel store of (before, diagonal, after, logsumexp).
+// DP statistics on WebGPU: the attention forward kernel with its attention part off
+// (attention_forward.ts), so each lane keeps 4 query rows in registers and walks every key in
+// blocks of 4, carrying the unmasked online softmax and its before / diagonal / after sums;
+// one texel store of (before, diagonal, after, logsumexp) per row.
 import type { Storage } from "../../device.ts";
 import type { Meta } from "../../op.ts";
 import type { DpStatsAttrs } from "../../ops/dp_stats.ts";
 import type { WebGpuDevice } from "../device.ts";
-import { f32Word } from "../device.ts";
 import type { GpuTensor } from "../gpu.ts";
-import { entry, grid, invocationIndex } from "./elementwise.ts";
+import { hasPadWord, maskInputs, padHeads, plan } from "./attention.ts";
+import { forwardWgsl } from "./attention_forward.ts";
+import { keyLiveWgsl, rowReader } from "./attention_mask.ts";
 
 export function dpStats(
   dev: WebGpuDevice,
@@ -15,46 +17,24 @@ export function dpStats(
   attrs: DpStatsAttrs,
   out: Meta,
 ): Storage {
-  const [q, k] = inputs;
-  const [b, h, l, d] = q!.shape as [number, number, number, number];
-  const [, hk, s] = k!.shape as [number, number, number, number];
-  const rows = b * h * l;
+  const [b, h, l, d] = inputs[0]!.shape as [number, number, number, number];
+  const [, hk, s] = inputs[1]!.shape as [number, number, number, number];
+  const p = plan({ b, h, l, d, s, group: h / hk }, attrs);
   const storage = dev.allocFor(out);
-  if (rows === 0) return storage;
-  const pad = attrs.hasKeyValid ? "if (ld_x2(bi * S + j) == 0i) { continue; }" : "";
-  const code = `
-${entry()} {
-  let H = u(1u); let L = u(2u); let D = u(3u); let S = u(4u); let G = u(5u);
-  let off = u(6u); let scale = uf(7u);
-  ${invocationIndex("u(0u)")}
-  let r = id;
-  let bi = r / (H * L); let hi = (r / L) % H; let i = r % L;
-  let kv = (bi * (H / G) + hi / G) * S * D;
-  let qi = off + i;
-  var m = -3.0e38; var total = 0.0; var before = 0.0; var diag = 0.0; var after = 0.0;
-  for (var j = 0u; j < S; j++) {
-    ${pad}
-    var dot = 0.0;
-    for (var c = 0u; c < D; c++) { dot += ld_x0(r * D + c) * ld_x1(kv + j * D + c); }
-    let sc = dot * scale;
-    if (sc > m) {
-      let corr = exp(m - sc);
-      total *= corr; before *= corr; diag *= corr; after *= corr;
-      m = sc;
-    }
-    let p = exp(sc - m);
-    total += p;
-    if (j < qi) { before += p; } else if (j == qi) { diag += p; } else { after += p; }
-  }
-  if (total == 0.0) { st_out(r, vec4<f32>(0.0, 0.0, 0.0, -bitcast<f32>(0x7f800000u))); return; }
-  st_out(r, vec4<f32>(before / total, diag / total, after / total, m + log(total)));
-}`;
+  if (l === 0 || b * h === 0) return storage;
+  const [q, k] = padHeads(dev, inputs.slice(0, 2), p.d4);
+  const mask = maskInputs(dev, inputs.slice(2), attrs);
+  const helpers = keyLiveWgsl(2, hasPadWord) +
+    rowReader("q", "x0", q!.t.dtype, dev.strategy) +
+    rowReader("k", "x1", k!.t.dtype, dev.strategy);
   dev.dispatch({
-    code,
-    inputs: inputs.map((tensor, i) => ({ name: `x${i}`, tensor })),
-    outputs: [{ name: "out", storage }],
-    uniforms: [rows, h, l, d, s, h / hk, attrs.queryOffset, f32Word(attrs.scale)],
-    workgroups: grid(rows),
+    code: forwardWgsl(helpers, p.dc, p.d4Const, { attention: false, stats: true }),
+    inputs: [q!.t, k!.t, ...mask.tensors].map((tensor, i) => ({ name: `x${i}`, tensor })),
+    outputs: [{ name: "stats", storage }],
+    uniforms: p.words,
+    workgroups: [Math.ceil(l / 32), b * h],
   });
+  for (const x of [q, k]) if (x!.temp) dev.release(x!.t.storage);
+  if (mask.placeholder) dev.release(mask.placeholder);
   return storage;
 }
