@@ -25,6 +25,15 @@ function check(
   }
 }
 
+/** log Σ exp of x[start … start+n), in f64, stabilised by the maximum. */
+function rowLogSumExp(x: ArrayLike<number>, start: number, n: number): number {
+  let m = -Infinity;
+  for (let c = 0; c < n; c++) m = Math.max(m, x[start + c]!);
+  let s = 0;
+  for (let c = 0; c < n; c++) s += Math.exp(x[start + c]! - m);
+  return m + Math.log(s);
+}
+
 /** Per-row loss −log softmax(logits[n])[targets[n]] ([N] f32; 0 where ignored). */
 export const crossEntropyOp: OpDef<CrossEntropyAttrs> = {
   name: "crossEntropy",
@@ -38,11 +47,7 @@ export const crossEntropyOp: OpDef<CrossEntropyAttrs> = {
     for (let r = 0; r < n; r++) {
       const t = targets!.values[r]!;
       if (t === ignoreIndex || t < 0 || t >= v) continue;
-      let m = -Infinity;
-      for (let c = 0; c < v; c++) m = Math.max(m, x[r * v + c]!);
-      let s = 0;
-      for (let c = 0; c < v; c++) s += Math.exp(x[r * v + c]! - m);
-      out[r] = Math.log(s) + m - x[r * v + t]!;
+      out[r] = rowLogSumExp(x, r * v, v) - x[r * v + t]!;
     }
     return [out];
   },
@@ -71,13 +76,10 @@ export const crossEntropyGradOp: OpDef<CrossEntropyAttrs> = {
     for (let r = 0; r < n; r++) {
       const t = targets!.values[r]!;
       if (t === ignoreIndex || t < 0 || t >= v) continue;
-      let m = -Infinity;
-      for (let c = 0; c < v; c++) m = Math.max(m, x[r * v + c]!);
-      let s = 0;
-      for (let c = 0; c < v; c++) s += Math.exp(x[r * v + c]! - m);
+      const lse = rowLogSumExp(x, r * v, v);
       const gr = g!.values[r]!;
       for (let c = 0; c < v; c++) {
-        out[r * v + c] = (Math.exp(x[r * v + c]! - m) / s - (c === t ? 1 : 0)) * gr;
+        out[r * v + c] = (Math.exp(x[r * v + c]! - lse) - (c === t ? 1 : 0)) * gr;
       }
     }
     return [out];

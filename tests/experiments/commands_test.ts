@@ -1,29 +1,9 @@
 // End to end: the generate and score commands on a golden checkpoint, and their errors.
 import { assert, assertEquals } from "../assert.ts";
+import { runScript } from "../commands.ts";
 import { goldenDir, haveGolden } from "../golden.ts";
 
-const root = new URL("../../", import.meta.url).pathname;
-
-async function run(
-  script: string,
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-env",
-      "--allow-write",
-      `${root}experiments/${script}`,
-      ...args,
-    ],
-    env: { TENSOR_BACKEND: "reference" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const run = runScript;
 
 Deno.test({
   name: "score writes per-token log-probs and perplexity; skips malformed rows with their line",

@@ -1,27 +1,10 @@
 // `deno task dp` end to end on a golden checkpoint: the Table-3 JSON, its consistency, and
 // resuming after a crash giving the same output as an uninterrupted run.
 import { assert, assertDeepEqual, assertEquals } from "../assert.ts";
+import { runScript } from "../commands.ts";
 import { goldenDir, haveGolden } from "../golden.ts";
 
-const root = new URL("../../", import.meta.url).pathname;
-
-async function dp(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-env",
-      "--allow-write",
-      `${root}experiments/dp.ts`,
-      ...args,
-    ],
-    env: { TENSOR_BACKEND: "reference" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const dp = (args: string[]) => runScript("dp.ts", args);
 
 async function dataFile(dir: string): Promise<string> {
   const lengths = [1, 3, 9, 20, 33, 47, 64];
