@@ -186,8 +186,20 @@ export class WebGpuDevice implements Device {
     const s = storage as GpuStorage;
     if (!s.texture || s.unpack) return;
     this.flush();
-    s.texture.destroy();
+    const texture = s.texture;
     s.unpack = unpack;
+    this.#destroyWhenIdle({ texture, buffers: [] });
+  }
+
+  /**
+   * Destroy GPU resources once the queue has finished the work submitted so far: lavapipe
+   * corrupts its heap (an abort at exit) when a texture still in flight is destroyed.
+   */
+  #destroyWhenIdle(s: { texture: GPUTexture | null; buffers: readonly GPUBuffer[] }): void {
+    this.device.queue.onSubmittedWorkDone().then(() => {
+      s.texture?.destroy();
+      for (const b of s.buffers) b.destroy();
+    });
   }
 
   /** The storage itself, or its rebuilt plain layout when that was dropped. */
@@ -227,8 +239,7 @@ export class WebGpuDevice implements Device {
       if (at < 0) continue; // taken out of the pool again since
       list!.splice(at, 1);
       this.#pooledBytes -= s.bytes;
-      s.texture?.destroy();
-      for (const b of s.buffers) b.destroy();
+      this.#destroyWhenIdle(s);
     }
     this.#released = this.#released.filter((s) => this.#pool.get(s.poolKey)?.includes(s));
   }
@@ -238,8 +249,7 @@ export class WebGpuDevice implements Device {
     this.flush();
     for (const list of this.#pool.values()) {
       for (const s of list) {
-        s.texture?.destroy();
-        for (const b of s.buffers) b.destroy();
+        this.#destroyWhenIdle(s);
       }
     }
     this.#pool.clear();
@@ -509,8 +519,9 @@ ${bindingCode(this.strategy, specs, 1)}
   #submit(encoder: GPUCommandEncoder): void {
     this.device.queue.submit([encoder.finish()]);
     this.#pending = 0;
-    for (const b of this.#transient) b.destroy();
+    const uniforms = this.#transient;
     this.#transient = [];
+    if (uniforms.length) this.#destroyWhenIdle({ texture: null, buffers: uniforms });
   }
 
   /** Temporary output storage for a multi-pass kernel; give it back with `release`. */
