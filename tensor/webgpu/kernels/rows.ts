@@ -9,6 +9,13 @@ import { elementwise, map } from "./elementwise.ts";
 
 type RowKind = "sum" | "max" | "logsumexp";
 
+/**
+ * Columns one invocation reduces at most. Mesa 22.3's llvmpipe stops every invocation after
+ * 65,535 loop iterations in total (silently: later rows came out short), and one invocation
+ * reduces 4 rows, so longer rows are reduced in chunks and the chunks' results combined.
+ */
+const reduceChunk = 8192;
+
 /** out[r] = fold of x[r·cols … r·cols + cols) in f32 (logsumexp: online max/sum). */
 export function reduceRows(
   dev: WebGpuDevice,
@@ -18,9 +25,32 @@ export function reduceRows(
   cols: number,
   out: Meta,
 ): Storage {
+  if (sizeOf(out.shape) !== rows) throw new Error(`reduceRows: output ${rows} rows mismatch`);
+  const chunks = Math.ceil(cols / reduceChunk);
+  if (chunks <= 1) return reduceChunks(dev, kind, x, rows, cols, cols, out);
+  // sums, maxima or logsumexps of each chunk, then the same fold over them (a logsumexp of
+  // the chunks' logsumexps is the row's)
+  const partialMeta: Meta = { shape: [rows, chunks], dtype: kind === "logsumexp" ? "f32" : out.dtype };
+  const partial = reduceChunks(dev, kind, x, rows, cols, reduceChunk, partialMeta);
+  const result = reduceRows(dev, kind, { storage: partial, ...partialMeta }, rows, chunks, out);
+  dev.release(partial);
+  return result;
+}
+
+/** out[r, j] = fold of row r's columns [j·chunk, (j+1)·chunk). */
+function reduceChunks(
+  dev: WebGpuDevice,
+  kind: RowKind,
+  x: GpuTensor,
+  rows: number,
+  cols: number,
+  chunk: number,
+  out: Meta,
+): Storage {
   const int = x.dtype === "i32";
   const ty = int ? "i32" : "f32";
-  const vec = x.dtype === "f32" && cols % 4 === 0;
+  // texel loads when every chunk starts on a texel
+  const vec = x.dtype === "f32" && cols % 4 === 0 && chunk % 4 === 0;
   const init = kind === "sum" ? `${ty}(0)` : int ? "-2147483647i" : "-3.0e38";
   const step = (v: string) => {
     switch (kind) {
@@ -33,28 +63,26 @@ export function reduceRows(
     }
   };
   const loop = vec
-    ? `let base = e * (cols / 4u);
-  for (var c = 0u; c < cols / 4u; c++) {
-    let v4 = ld4_x0(base + c);
+    ? `for (var c = start / 4u; c < end / 4u; c++) {
+    let v4 = ld4_x0(c);
     ${step("v4.x")} ${step("v4.y")} ${step("v4.z")} ${step("v4.w")}
   }`
-    : `let base = e * cols;
-  for (var c = 0u; c < cols; c++) { ${step("ld_x0(base + c)")} }`;
+    : `for (var c = start; c < end; c++) { ${step("ld_x0(c)")} }`;
   const result = kind === "logsumexp"
     ? "if (s == 0.0) { return -bitcast<f32>(0x7f800000u); } return acc + log(s);"
     : "return acc;";
-  const body = `let cols = u(X);
+  const body = `let cols = u(X); let chunk = u(X + 1u); let chunks = u(X + 2u);
+  let r = e / chunks; let j = e % chunks;
+  let start = r * cols + j * chunk; let end = r * cols + min(cols, (j + 1u) * chunk);
   var acc = ${init}; var s = 0.0;
   ${loop}
   ${result}`;
-  const meta: Meta = { shape: out.shape, dtype: kind === "logsumexp" ? "f32" : out.dtype };
-  if (sizeOf(meta.shape) !== rows) throw new Error(`reduceRows: output ${rows} rows mismatch`);
   return elementwise(dev, {
     name: `reduce-${kind}`,
     inputs: [x],
-    out: meta,
+    out,
     body,
-    extra: [cols],
+    extra: [cols, chunk, Math.ceil(cols / chunk)],
     raw: true,
   });
 }
