@@ -9,10 +9,19 @@ import { Rng } from "../tensor/random.ts";
 import { ensureQwen05b } from "./qwen05b.ts";
 import { medianMs } from "./timing.ts";
 
-/** Peak resident set size of this process in MB (Linux VmHWM), or NaN. */
+/**
+ * Peak resident set size of this process in MB (Linux VmHWM), or NaN. Deno guards /proc/self
+ * behind --allow-all, so it is read through `cat` (the bench task may run programs).
+ */
 export function peakRssMb(): number {
   try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync("/proc/self/status"));
+    const out = new Deno.Command("cat", {
+      args: [`/proc/${Deno.pid}/status`],
+      stdout: "piped",
+      stderr: "null",
+    })
+      .outputSync();
+    const m = /VmHWM:\s+(\d+) kB/.exec(new TextDecoder().decode(out.stdout));
     return m ? Number(m[1]) / 1024 : NaN;
   } catch {
     return NaN;
