@@ -24,8 +24,10 @@ const esc = (s: string) =>
 export function heatmapSvg(a: ArrayLike<number>, l: number, options: HeatmapOptions): string {
   const cell = Math.max(1, Math.min(24, Math.floor(640 / l)));
   const size = cell * l;
-  const margin = 60, legend = 170;
-  const width = margin + size + legend, height = margin + size + 40;
+  const showLabels = options.tokens !== undefined && cell >= 10;
+  // left: row labels; top: title, subtitle and the rotated column labels
+  const left = showLabels ? 70 : 20, top = showLabels ? 120 : 56, legend = 250;
+  const width = left + size + legend, height = top + size + 24;
   let max = 0;
   for (let i = 0; i < l * l; i++) max = Math.max(max, a[i]!);
   const rects: string[] = [];
@@ -34,31 +36,31 @@ export function heatmapSvg(a: ArrayLike<number>, l: number, options: HeatmapOpti
       const v = a[i * l + j]!;
       if (v <= 0) continue;
       rects.push(
-        `<rect x="${margin + j * cell}" y="${
-          margin + i * cell
+        `<rect x="${left + j * cell}" y="${
+          top + i * cell
         }" width="${cell}" height="${cell}" fill="${colour(v, max)}"/>`,
       );
     }
   }
   const labels: string[] = [];
-  if (options.tokens && cell >= 10) {
-    options.tokens.forEach((t, i) => {
+  if (showLabels) {
+    options.tokens!.forEach((t, i) => {
       const short = esc(t.length > 8 ? `${t.slice(0, 7)}…` : t);
       labels.push(
-        `<text x="${margin - 4}" y="${
-          margin + i * cell + cell * 0.7
-        }" text-anchor="end" font-size="${Math.min(10, cell - 2)}">${short}</text>`,
+        `<text x="${left - 4}" y="${top + i * cell + cell * 0.7}" text-anchor="end" font-size="${
+          Math.min(10, cell - 2)
+        }">${short}</text>`,
       );
       labels.push(
-        `<text transform="translate(${margin + i * cell + cell * 0.7},${
-          margin - 4
+        `<text transform="translate(${left + i * cell + cell * 0.7},${
+          top - 4
         }) rotate(-60)" font-size="${Math.min(10, cell - 2)}">${short}</text>`,
       );
     });
   }
-  const x0 = margin, y0 = margin;
+  const x0 = left, y0 = top;
   const dp = options.dp;
-  const legendX = margin + size + 16;
+  const legendX = left + size + 16;
   const legendText = [
     `<text x="${legendX}" y="${y0 + 12}" font-size="12" font-weight="bold">regions</text>`,
     `<text x="${legendX}" y="${y0 + 30}" font-size="11">lower triangle: DP-B${
@@ -77,8 +79,8 @@ export function heatmapSvg(a: ArrayLike<number>, l: number, options: HeatmapOpti
   ];
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>
-<text x="${x0}" y="20" font-size="14" font-weight="bold">${esc(options.title)}</text>
-<text x="${x0}" y="36" font-size="11">mean over layers and heads of softmax(q·kᵀ/√d) with no mask, L = ${l}</text>
+<text x="10" y="20" font-size="14" font-weight="bold">${esc(options.title)}</text>
+<text x="10" y="36" font-size="11">mean over layers and heads of softmax(q·kᵀ/√d) with no mask, L = ${l}</text>
 ${rects.join("\n")}
 <rect x="${x0}" y="${y0}" width="${size}" height="${size}" fill="none" stroke="black" stroke-width="1"/>
 <line x1="${x0}" y1="${y0}" x2="${x0 + size}" y2="${
