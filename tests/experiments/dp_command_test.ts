@@ -4,6 +4,7 @@ import { assert, assertDeepEqual, assertEquals } from "../assert.ts";
 import { runScript } from "../commands.ts";
 import { goldenDir, haveGolden } from "../golden.ts";
 
+const root = new URL("../../", import.meta.url).pathname;
 const dp = (args: string[]) => runScript("dp.ts", args);
 
 async function dataFile(dir: string): Promise<string> {
@@ -97,4 +98,58 @@ Deno.test("dp reports user mistakes in one line", async () => {
     assert(pattern.test(errors[0]!), errors[0]);
     assert(!r.stderr.includes("    at "), "no stack trace");
   }
+});
+
+Deno.test({
+  name: "dp on Ctrl-C prints the partial table, exits 130, and --resume finishes the run",
+  ignore: !haveGolden,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const rows = Array.from(
+      { length: 400 },
+      (_, r) =>
+        JSON.stringify({
+          input_ids: Array.from({ length: 60 + (r % 40) }, (_, i) => 1 + ((r * 13 + i * 7) % 383)),
+        }),
+    );
+    await Deno.writeTextFile(`${dir}/rows.jsonl`, rows.join("\n") + "\n");
+    const args = [
+      "--model",
+      `${goldenDir}tiny-f32`,
+      "--data",
+      `${dir}/rows.jsonl`,
+      "--json",
+      `${dir}/out.json`,
+    ];
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-env",
+        "--allow-write",
+        `${root}experiments/dp.ts`,
+        ...args,
+      ],
+      env: { TENSOR_BACKEND: "reference" },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // wait until a few samples are cached, then interrupt
+    for (let i = 0; i < 600; i++) {
+      const cached = await Deno.readTextFile(`${dir}/out.json.samples.jsonl`).catch(() => "");
+      if (cached.split("\n").length > 4) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill("SIGINT");
+    const out = await child.output();
+    const stdout = new TextDecoder().decode(out.stdout),
+      stderr = new TextDecoder().decode(out.stderr);
+    assertEquals(out.code, 130, stderr);
+    assert(stdout.includes("DP-A"), stdout);
+    assert(/interrupted after \d+ of 400 samples; rerun with --resume/.test(stderr), stderr);
+    const resumed = await dp([...args, "--resume"]);
+    assertEquals(resumed.code, 0, resumed.stderr);
+    assertEquals(JSON.parse(await Deno.readTextFile(`${dir}/out.json`)).samples, 400);
+    await Deno.remove(dir, { recursive: true });
+  },
 });
