@@ -30,7 +30,10 @@ export function reduceRows(
   if (chunks <= 1) return reduceChunks(dev, kind, x, rows, cols, cols, out);
   // sums, maxima or logsumexps of each chunk, then the same fold over them (a logsumexp of
   // the chunks' logsumexps is the row's)
-  const partialMeta: Meta = { shape: [rows, chunks], dtype: kind === "logsumexp" ? "f32" : out.dtype };
+  const partialMeta: Meta = {
+    shape: [rows, chunks],
+    dtype: kind === "logsumexp" ? "f32" : out.dtype,
+  };
   const partial = reduceChunks(dev, kind, x, rows, cols, reduceChunk, partialMeta);
   const result = reduceRows(dev, kind, { storage: partial, ...partialMeta }, rows, chunks, out);
   dev.release(partial);
