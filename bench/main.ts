@@ -34,22 +34,48 @@ Kernel benchmarks on the default backend (TENSOR_BACKEND, TENSOR_STORAGE choose)
   Deno.exit(0);
 }
 
-const device = await init();
-const adapter = device instanceof WebGpuDevice
-  ? `${device.adapterDescription} (${device.name})`
-  : device.name;
 const chosen = values.only ? values.only.split(",") : Object.keys(suites);
-const figures: Record<string, number | string> = { adapter };
 for (const name of chosen) {
-  const suite = suites[name];
-  if (!suite) {
+  if (!suites[name]) {
     console.error(
       `bench: error: unknown suite '${name}', expected ${Object.keys(suites).join(", ")}`,
     );
     Deno.exit(2);
   }
-  console.error(`bench: ${name}…`);
-  Object.assign(figures, await suite(device));
+}
+const figures: Record<string, number | string> = {};
+if (chosen.length === 1) {
+  const device = await init();
+  figures.adapter = device instanceof WebGpuDevice
+    ? `${device.adapterDescription} (${device.name})`
+    : device.name;
+  console.error(`bench: ${chosen[0]}…`);
+  Object.assign(figures, await suites[chosen[0]!]!(device));
+} else {
+  // one process per suite, so each peak-memory figure is that suite's own
+  for (const name of chosen) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-env",
+        "--allow-run",
+        "--allow-write",
+        import.meta.filename!,
+        "--only",
+        name,
+        "--json",
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
+    if (out.code !== 0) {
+      console.error(`bench: error: suite ${name} failed (exit ${out.code})`);
+      Deno.exit(1);
+    }
+    Object.assign(figures, JSON.parse(lines[lines.length - 1]!));
+  }
 }
 if (values.json) console.log(JSON.stringify(figures));
 else {
