@@ -27,25 +27,24 @@ export function reduceRows(
 ): Storage {
   if (sizeOf(out.shape) !== rows) throw new Error(`reduceRows: output ${rows} rows mismatch`);
   const chunks = Math.ceil(cols / reduceChunk);
-  if (chunks <= 1) return reduceChunks(dev, kind, x, rows, cols, cols, out);
+  if (chunks <= 1) return reduceChunks(dev, kind, x, cols, cols, out);
   // sums, maxima or logsumexps of each chunk, then the same fold over them (a logsumexp of
   // the chunks' logsumexps is the row's)
   const partialMeta: Meta = {
     shape: [rows, chunks],
     dtype: kind === "logsumexp" ? "f32" : out.dtype,
   };
-  const partial = reduceChunks(dev, kind, x, rows, cols, reduceChunk, partialMeta);
+  const partial = reduceChunks(dev, kind, x, cols, reduceChunk, partialMeta);
   const result = reduceRows(dev, kind, { storage: partial, ...partialMeta }, rows, chunks, out);
   dev.release(partial);
   return result;
 }
 
-/** out[r, j] = fold of row r's columns [j·chunk, (j+1)·chunk). */
+/** out[r, j] = fold of row r's columns [j·chunk, (j+1)·chunk) (rows = out's size / chunks). */
 function reduceChunks(
   dev: WebGpuDevice,
   kind: RowKind,
   x: GpuTensor,
-  rows: number,
   cols: number,
   chunk: number,
   out: Meta,
