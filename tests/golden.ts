@@ -1,6 +1,9 @@
 // Access to ../shared/golden: fixtures, expected tensors and tolerances. Says once, plainly,
 // when ../shared is absent.
+import type { Device } from "../tensor/device.ts";
+import { referenceDevice } from "../tensor/reference.ts";
 import { SafetensorsFile } from "../tensor/safetensors.ts";
+import { createWebGpuDevice } from "../tensor/webgpu/device.ts";
 
 /** The golden directory (…/shared/golden/). */
 export const goldenDir = new URL("../../shared/golden/", import.meta.url).pathname;
@@ -43,3 +46,15 @@ export async function readTolerances(): Promise<Record<string, number>> {
   }
   return out;
 }
+
+/**
+ * The backends golden tests run on, each with the factor its tolerances are multiplied by:
+ * the reference must meet the float32 tolerances, WebGPU 10× them (README §6).
+ */
+export const goldenBackends: readonly [Device, number][] = await (async () => {
+  const gpu = haveGolden ? await createWebGpuDevice() : null;
+  if (haveGolden && !gpu) {
+    console.warn("tests: no WebGPU adapter; golden tests check the reference backend only");
+  }
+  return [[referenceDevice, 1], ...(gpu ? [[gpu, 10] as [Device, number]] : [])];
+})();

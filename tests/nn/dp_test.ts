@@ -5,18 +5,17 @@ import { dpFromMatrix, dpFromStats } from "../../nn/dp.ts";
 import { loadQwen } from "../../qwen/checkpoint.ts";
 import { decoder } from "../../qwen/decoder.ts";
 import { tensor } from "../../tensor/create.ts";
-import type { Device } from "../../tensor/device.ts";
 import { dpStats } from "../../tensor/ops/dp_stats.ts";
 import { add } from "../../tensor/ops/elementwise.ts";
 import { referenceDevice } from "../../tensor/reference.ts";
 import { scopeAsync } from "../../tensor/scope.ts";
-import { createWebGpuDevice } from "../../tensor/webgpu/device.ts";
 import fc from "fast-check";
 import { parseQwen2Config } from "../../qwen/config.ts";
 import { initQwenParams } from "../../qwen/init.ts";
 import { assert } from "../assert.ts";
 import { assertProperty } from "../fc.ts";
 import {
+  goldenBackends,
   goldenDir,
   haveGolden,
   readExpected,
@@ -24,11 +23,7 @@ import {
   readTolerances,
 } from "../golden.ts";
 
-const gpu = await createWebGpuDevice();
-const devices: [Device, number][] = [
-  [referenceDevice, 1],
-  ...(gpu ? [[gpu, 10] as [Device, number]] : []),
-];
+const devices = goldenBackends;
 const tol = haveGolden ? await readTolerances() : {};
 
 function close(what: string, got: number, want: number, bound: number) {

@@ -10,13 +10,12 @@ import { loadQwen, type QwenModel, type QwenParams } from "../../qwen/checkpoint
 import { decoder } from "../../qwen/decoder.ts";
 import { tensor } from "../../tensor/create.ts";
 import type { Device } from "../../tensor/device.ts";
-import { referenceDevice } from "../../tensor/reference.ts";
 import { scopeAsync } from "../../tensor/scope.ts";
 import type { Tensor } from "../../tensor/tensor.ts";
-import { createWebGpuDevice } from "../../tensor/webgpu/device.ts";
 import { assert } from "../assert.ts";
 import {
   type Expected,
+  goldenBackends,
   goldenDir,
   haveGolden,
   readExpected,
@@ -24,14 +23,7 @@ import {
   readTolerances,
 } from "../golden.ts";
 
-const gpu = haveGolden ? await createWebGpuDevice() : null;
-if (haveGolden && !gpu) {
-  console.warn("golden_test: no WebGPU adapter; only the reference backend is checked");
-}
-const devices: [Device, number][] = [
-  [referenceDevice, 1],
-  ...(gpu ? [[gpu, 10] as [Device, number]] : []),
-];
+const devices = goldenBackends;
 const tol = haveGolden ? await readTolerances() : {};
 
 /** max |x − ref| over real positions [B, T, …] (rows of `mask`), or over everything. */
