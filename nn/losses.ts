@@ -2,7 +2,8 @@
 import { tensor } from "../tensor/create.ts";
 import { cast, div, maximum, mul, ne, sqrt, sub, where } from "../tensor/ops/elementwise.ts";
 import { crossEntropy } from "../tensor/ops/cross_entropy.ts";
-import { reshape, slice } from "../tensor/ops/layout.ts";
+import { concat, reshape, slice } from "../tensor/ops/layout.ts";
+import { full } from "../tensor/ops/fill.ts";
 import { matmul } from "../tensor/ops/matmul.ts";
 import { mean, sum } from "../tensor/ops/reduce.ts";
 import { fmtShape, type Tensor } from "../tensor/tensor.ts";
@@ -27,17 +28,16 @@ export function causalLmLoss(
       `causalLmLoss: logits ${fmtShape(logits.shape)} do not match ids ${fmtShape(inputIds.shape)}`,
     );
   }
+  // position t's target is token t+1; the last position has none. Shifting the small
+  // targets (not the [B, T, V] logits) keeps the logits uncopied in both passes.
   const source = labels ?? inputIds;
-  let targets = slice(source, [0, 1]);
+  let next = slice(source, [0, 1]);
   if (attentionMask && !labels) {
-    targets = where(ne(slice(attentionMask, [0, 1]), 0), targets, ignoreIndex);
+    next = where(ne(slice(attentionMask, [0, 1]), 0), next, ignoreIndex);
   }
-  const flatTargets = reshape(targets, [b * (t - 1)]);
-  const losses = crossEntropy(
-    reshape(slice(logits, [0, 0, 0], [b, t - 1, v]), [b * (t - 1), v]),
-    flatTargets,
-    ignoreIndex,
-  );
+  const targets = concat([next, full([b, 1], ignoreIndex, "i32", next.device)], 1);
+  const flatTargets = reshape(targets, [b * t]);
+  const losses = crossEntropy(reshape(logits, [b * t, v]), flatTargets, ignoreIndex);
   const count = sum(cast(ne(flatTargets, ignoreIndex), "f32"));
   return div(sum(losses), maximum(count, 1));
 }
