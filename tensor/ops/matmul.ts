@@ -5,6 +5,7 @@ import { apply1, fail, floats, type Meta, type OpDef } from "../op.ts";
 import { broadcastIndex, broadcastShapes } from "../shape.ts";
 import { fmtShape, sizeOf, type Tensor } from "../tensor.ts";
 import { unbroadcast } from "./elementwise.ts";
+import { reshape } from "./layout.ts";
 
 /** `transA`: a is stored [..., K, M]; `transB`: b is stored [..., N, K]. */
 export interface MatmulAttrs {
@@ -75,9 +76,14 @@ export const matmulOp: OpDef<MatmulAttrs> = {
     const ga = transA
       ? matmul(b!, g, { transA: transB, transB: true })
       : matmul(g, b!, { transB: !transB });
+    // a batched input against a shared 2-D weight (a Linear layer): the weight's gradient is
+    // one product over all rows, not per-batch products summed afterwards
+    const rows = (x: Tensor) => reshape(x, [-1, x.shape[x.rank - 1]!]);
+    const shared = b!.rank === 2 && a!.rank > 2 && !transA;
+    const [ga2, gg] = shared ? [rows(a!), rows(g)] : [a!, g];
     const gb = transB
-      ? matmul(g, a!, { transA: true, transB: transA })
-      : matmul(a!, g, { transA: !transA });
+      ? matmul(gg, ga2, { transA: true, transB: transA })
+      : matmul(ga2, gg, { transA: !transA });
     return [unbroadcast(ga, a!), unbroadcast(gb, b!)];
   },
 };
