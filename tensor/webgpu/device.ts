@@ -73,7 +73,7 @@ function sizeClass(n: number): number {
 }
 
 function poolLimitBytes(): number {
-  let mb = 512;
+  let mb = 1024;
   try {
     const v = Deno.env.get("TENSOR_POOL_MB");
     if (v !== undefined && Number.isFinite(Number(v)) && Number(v) >= 0) mb = Number(v);
@@ -93,7 +93,7 @@ export class WebGpuDevice implements Device {
   #derived = new Map<GpuStorage, Map<string, GpuStorage>>();
   /** Pooled storages in the order they were released (eviction takes the oldest). */
   #released: GpuStorage[] = [];
-  /** Memory the pool may keep for reuse (TENSOR_POOL_MB, default 512 MB). */
+  /** Memory the pool may keep for reuse (TENSOR_POOL_MB, default 1024 MB). */
   readonly maxPooledBytes = poolLimitBytes();
   #pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   #encoder: GPUCommandEncoder | null = null;
