@@ -8,7 +8,8 @@ import { neg } from "./elementwise.ts";
 /**
  * rope(x [..., D], cos [..., D], sin [..., D]) = x ⊙ cos + rotateHalf(x) ⊙ sin, with
  * rotateHalf([x₁, x₂]) = [−x₂, x₁]; cos and sin broadcast against x. Its transpose is rope
- * with −sin (cos and sin repeat their halves), so the VJP is one more rope.
+ * with −sin, so the VJP is one more rope. That transpose, and hence the VJP, holds for tables
+ * whose two halves are equal (as RoPE tables are: see nn/rope.ts); cos and sin get no gradient.
  */
 export const ropeOp: OpDef<Record<never, never>> = {
   name: "rope",
