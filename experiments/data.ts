@@ -1,6 +1,7 @@
 // Dataset files: a JSON array or JSONL of rows `{"messages": […]}` (rendered by the model's
 // chat template), `{"text": …}` or `{"input_ids": […]}`. Errors name the file and line.
 import type { ChatMessage, QwenTokenizer } from "../qwen/tokenizer.ts";
+import { readTextFile } from "../qwen/files.ts";
 import { UserError } from "./cli.ts";
 
 /** One row as read. */
@@ -17,14 +18,7 @@ export interface RowProblem {
 
 /** Read rows from a JSON array or JSONL file. */
 export async function readRows(path: string): Promise<{ rows: Row[]; problems: RowProblem[] }> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    throw new UserError(
-      e instanceof Deno.errors.NotFound ? `${path}: file not found` : `${path}: cannot read (${e})`,
-    );
-  }
+  const text = await readTextFile(path, UserError);
   const rows: Row[] = [];
   const problems: RowProblem[] = [];
   const trimmed = text.trimStart();

@@ -1,5 +1,6 @@
 // Hugging Face `config.json` of a Qwen2ForCausalLM (every Qwen2.5 size), validated once at
 // the edge (DESIGN 3.1).
+import { readJsonFile } from "./files.ts";
 
 /** The fields the model needs, validated. */
 export interface Qwen2Config {
@@ -129,20 +130,7 @@ export function parseQwen2Config(json: unknown, source = "config.json"): Qwen2Co
 /** Read and validate `dir/config.json`. */
 export async function readQwen2Config(dir: string): Promise<Qwen2Config> {
   const path = `${dir}/config.json`;
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    throw new ConfigError(
-      e instanceof Deno.errors.NotFound ? `${path}: file not found` : `${path}: cannot read (${e})`,
-    );
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`${path}: invalid JSON (${(e as Error).message})`);
-  }
+  const json = await readJsonFile(path, ConfigError);
   return parseQwen2Config(json, path);
 }
 

@@ -3,6 +3,7 @@
 // model's own files define both (DESIGN 3.3).
 import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
+import { readJsonFile } from "./files.ts";
 
 /** One chat message. Tool calls and other fields pass through to the template. */
 export interface ChatMessage {
@@ -47,24 +48,8 @@ export class QwenTokenizer {
 
   /** Load `dir/tokenizer.json` and `dir/tokenizer_config.json`. */
   static async load(dir: string): Promise<QwenTokenizer> {
-    const read = async (name: string) => {
-      const path = `${dir}/${name}`;
-      let text: string;
-      try {
-        text = await Deno.readTextFile(path);
-      } catch (e) {
-        throw new Error(
-          e instanceof Deno.errors.NotFound
-            ? `${path}: file not found`
-            : `${path}: cannot read (${e})`,
-        );
-      }
-      try {
-        return JSON.parse(text) as Record<string, unknown>;
-      } catch (e) {
-        throw new Error(`${path}: invalid JSON (${(e as Error).message})`);
-      }
-    };
+    const read = async (name: string) =>
+      await readJsonFile(`${dir}/${name}`) as Record<string, unknown>;
     return new QwenTokenizer(
       await read("tokenizer.json"),
       await read("tokenizer_config.json"),
