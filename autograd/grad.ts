@@ -111,7 +111,8 @@ function backprop(tape: Tape, ct: Map<Tensor, Tensor>): void {
       const gOut = outputs.map((o) => ct.get(o));
       if (gOut.every((g) => g === undefined)) continue;
       if (def.vjp === nonDifferentiable) continue;
-      const gIn = def.vjp(gOut, { inputs, outputs, attrs });
+      const needsGrad = inputs.map((x) => tape.tracked.has(x));
+      const gIn = def.vjp(gOut, { inputs, outputs, attrs, needsGrad });
       inputs.forEach((x, i) => {
         const g = gIn[i];
         if (g === undefined || !tape.tracked.has(x)) return;

@@ -9,6 +9,7 @@ import { benchMatmul } from "./matmul.ts";
 import { benchDp } from "./dp.ts";
 import { benchQwen } from "./qwen.ts";
 import { benchRows } from "./rows.ts";
+import { benchTrainEmbed } from "./train_embed.ts";
 
 const suites: Record<string, (device: Device) => Promise<Record<string, number>>> = {
   rows: benchRows,
@@ -16,6 +17,7 @@ const suites: Record<string, (device: Device) => Promise<Record<string, number>>
   attention: benchAttention,
   qwen: benchQwen,
   dp: benchDp,
+  embed: benchTrainEmbed,
 };
 
 const { values } = parseArgs({

@@ -11,6 +11,8 @@ export interface FlagSpec {
   /** Placeholder in --help, e.g. DIR. */
   metavar?: string;
   short?: string;
+  /** A string flag that may repeat (`--data a --data b`); its value is a list. */
+  multiple?: boolean;
 }
 
 /** A command: name, one-line summary, flags. */
@@ -22,7 +24,8 @@ export interface CommandSpec<F extends Record<string, FlagSpec>> {
   epilog?: string;
 }
 
-type FlagValue<S extends FlagSpec> = S["type"] extends "number" ? number
+type FlagValue<S extends FlagSpec> = S extends { multiple: true } ? string[]
+  : S["type"] extends "number" ? number
   : S["type"] extends "boolean" ? boolean
   : string;
 
@@ -44,7 +47,7 @@ export function helpText<F extends Record<string, FlagSpec>>(spec: CommandSpec<F
   const rows = Object.entries(spec.flags).map(([name, f]) => {
     const left = `--${name}${
       f.type === "boolean" ? "" : ` ${f.metavar ?? (f.type === "number" ? "N" : "VALUE")}`
-    }`;
+    }${f.multiple ? " …" : ""}`;
     const def = f.default !== undefined && f.type !== "boolean" ? ` (default: ${f.default})` : "";
     return [left, f.help + def] as const;
   });
@@ -61,16 +64,20 @@ export function parseFlags<F extends Record<string, FlagSpec>>(
   spec: CommandSpec<F>,
   args: readonly string[],
 ): Flags<F> {
-  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+  const options: Record<
+    string,
+    { type: "string" | "boolean"; short?: string; multiple?: boolean }
+  > = {
     help: { type: "boolean" },
   };
   for (const [name, f] of Object.entries(spec.flags)) {
     options[name] = {
       type: f.type === "boolean" ? "boolean" : "string",
       ...(f.short ? { short: f.short } : {}),
+      ...(f.multiple ? { multiple: true } : {}),
     };
   }
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | string[] | boolean | undefined>;
   try {
     ({ values } = parseArgs({
       args: [...args],
@@ -78,7 +85,7 @@ export function parseFlags<F extends Record<string, FlagSpec>>(
       allowPositionals: false,
       strict: true,
     }) as {
-      values: Record<string, string | boolean | undefined>;
+      values: Record<string, string | string[] | boolean | undefined>;
     });
   } catch (e) {
     throw new UserError(`${(e as Error).message.split("\n")[0]} (see --help)`, 2);
@@ -91,7 +98,7 @@ export function parseFlags<F extends Record<string, FlagSpec>>(
   for (const [name, f] of Object.entries(spec.flags)) {
     const raw = values[name];
     if (raw === undefined) {
-      out[name] = f.default;
+      out[name] = f.multiple && typeof f.default === "string" ? f.default.split(",") : f.default;
       continue;
     }
     if (f.type === "number") {

@@ -9,7 +9,7 @@ import { scopeAsync } from "../tensor/scope.ts";
 import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
 import { readRows, rowIds } from "./data.ts";
 import { heatmapSvg } from "./heatmap.ts";
-import { checkIds, modelFlags, openDevice, openModel } from "./model.ts";
+import { adapterFlag, applyAdapter, checkIds, modelFlags, openDevice, openModel } from "./model.ts";
 import { Progress } from "./progress.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -25,6 +25,7 @@ averaged into A; DP-M = trace(A)/L, DP-B = Σ_{j<i} A[i,j]/L, DP-A = Σ_{j>i} A[
 over samples, in percent.`,
   flags: {
     ...modelFlags,
+    adapter: adapterFlag,
     data: {
       type: "string",
       metavar: "FILE",
@@ -205,7 +206,11 @@ await runCommand("dp", async () => {
   if (!flags.data) console.error(`dp: data: ${dataPath} (the bundled prompt set)`);
 
   const device = await openDevice(flags.backend);
-  const { model, tokenizer } = await openModel(modelDir, device);
+  const opened = await openModel(modelDir, device);
+  const tokenizer = opened.tokenizer;
+  // the paper measures DP of the bidirectionally trained model: the adapter merged in
+  const model = flags.adapter ? await applyAdapter(opened.model, flags.adapter) : opened.model;
+  if (flags.adapter) console.error(`dp: adapter ${flags.adapter} merged into the model`);
   console.error(
     `dp: ${model.config.numHiddenLayers} layers × ${model.config.numAttentionHeads} heads, mask ${variant.name}, backend ${device.name}`,
   );
@@ -245,6 +250,7 @@ await runCommand("dp", async () => {
   const header = JSON.stringify({
     cache: "dp-samples/1",
     model: await Deno.realPath(modelDir),
+    adapter: flags.adapter ? await Deno.realPath(flags.adapter) : null,
     data: await Deno.realPath(dataPath),
     mask: variant.name,
     max_tokens: limit,
@@ -340,6 +346,7 @@ await runCommand("dp", async () => {
     const json = {
       format: "ubmoe-deno dp/1",
       model: modelDir,
+      adapter: flags.adapter ?? null,
       data: dataPath,
       mask: variant.name,
       max_tokens: limit,

@@ -3,6 +3,11 @@ import { init } from "../tensor/backend.ts";
 import type { Device } from "../tensor/device.ts";
 import { loadQwen, type QwenModel } from "../qwen/checkpoint.ts";
 import { QwenTokenizer } from "../qwen/tokenizer.ts";
+import { AdapterError, checkAdapterAgainstModel, readAdapter } from "../qwen/peft.ts";
+import { mergeLora } from "../nn/lora.ts";
+import { nodeAt } from "../nn/params.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { scope } from "../tensor/scope.ts";
 import { UserError } from "./cli.ts";
 
 /** Flags every model command shares. */
@@ -43,5 +48,41 @@ export function checkIds(ids: readonly number[], vocabSize: number, where: strin
   const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= vocabSize);
   if (bad !== undefined) {
     throw new UserError(`${where}: token id ${bad} is outside the vocabulary (size ${vocabSize})`);
+  }
+}
+
+/** The `--adapter` flag of the commands that measure a model. */
+export const adapterFlag = {
+  type: "string",
+  metavar: "DIR",
+  help:
+    "a PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors), merged in",
+} as const;
+
+/**
+ * The model with a PEFT LoRA adapter merged into its weights (checked against the model's
+ * shapes first); the merged weights are prepared for the device's matmul like loaded ones.
+ * @example
+ * const adapted = await applyAdapter(model, "runs/embed-ffn");
+ */
+export async function applyAdapter(model: QwenModel, dir: string): Promise<QwenModel> {
+  const device = model.params.model.embed_tokens.weight.device;
+  try {
+    const { params: lora, config } = await readAdapter(dir, device);
+    checkAdapterAgainstModel(lora, config, model.config, dir);
+    const merged = scope(() => mergeLora(model.params, lora, config));
+    for (const module of Object.keys(lora)) {
+      if (!module.endsWith("embed_tokens")) {
+        device.prepareLinearWeight?.((nodeAt(merged, module) as { weight: Tensor }).weight);
+      }
+    }
+    for (const { A, B } of Object.values(lora)) {
+      A.dispose();
+      B.dispose();
+    }
+    return { ...model, params: merged };
+  } catch (e) {
+    if (e instanceof AdapterError) throw new UserError(e.message);
+    throw e;
   }
 }

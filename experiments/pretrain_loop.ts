@@ -3,7 +3,7 @@
 // losses are read back in batches; checkpoints (params, optimizer moments, step) are written
 // atomically, and a resumed run repeats the uninterrupted one exactly.
 import { valueAndGrad } from "../autograd/grad.ts";
-import { adamw, type AdamWState, clipByGlobalNorm } from "../nn/optim.ts";
+import { adamw, type AdamWState, clipFactor } from "../nn/optim.ts";
 import { warmupCosine } from "../nn/schedules.ts";
 import { causalLmLoss } from "../nn/losses.ts";
 import { namesFromTree, treeFromNames } from "../nn/params.ts";
@@ -232,8 +232,8 @@ export async function pretrain(
         params,
         tensor(ids, [o.batch, o.seqLen], { dtype: "i32", device }),
       );
-      const [clipped, norm] = clipByGlobalNorm(grads, o.clip);
-      const [p2, s2] = optimizer.update(clipped, state, params);
+      const [factor, norm] = clipFactor(grads, o.clip);
+      const [p2, s2] = optimizer.update(grads, state, params, { gradScale: factor });
       return { params: p2, state: s2, record: concat([reshape(loss, [1]), reshape(norm, [1])], 0) };
     });
     dispose(params);

@@ -56,8 +56,7 @@ export function meanPool(hidden: Tensor, attentionMask: Tensor): Tensor {
 export function inBatchNegativeLoss(embeddings: Tensor, tau = 20): Tensor {
   const [n] = embeddings.shape as [number, number];
   if (n % 2 !== 0) throw new Error(`inBatchNegativeLoss: needs an even number of rows, got ${n}`);
-  const norm = sqrt(sum(mul(embeddings, embeddings), -1, true));
-  const y = div(embeddings, maximum(norm, 1e-12));
+  const y = l2Normalize(embeddings);
   const eye = new Float32Array(n * n);
   for (let i = 0; i < n; i++) eye[i * n + i] = 1e12;
   const scores = mul(
@@ -66,4 +65,25 @@ export function inBatchNegativeLoss(embeddings: Tensor, tau = 20): Tensor {
   );
   const partner = Int32Array.from({ length: n }, (_, i) => i ^ 1);
   return mean(crossEntropy(scores, tensor(partner, [n], { device: embeddings.device })));
+}
+
+/** Rows divided by max(‖row‖₂, 1e−12), as torch.nn.functional.normalize. */
+export function l2Normalize(x: Tensor): Tensor {
+  return div(x, maximum(sqrt(sum(mul(x, x), -1, true)), 1e-12));
+}
+
+/**
+ * AnglE's format-B/C loss (`contrastive_with_negative_loss` with no negatives): rows are
+ * interleaved pairs [a0, p0, a1, p1, …]; cross-entropy of normalize(a)·normalize(p)ᵀ·τ
+ * against the diagonal — one direction, the diagonal not masked.
+ */
+export function infoNceLoss(embeddings: Tensor, tau = 20): Tensor {
+  const [n, h] = embeddings.shape as [number, number];
+  if (n % 2 !== 0) throw new Error(`infoNceLoss: needs an even number of rows, got ${n}`);
+  const pairs = reshape(embeddings, [n / 2, 2, h]);
+  const anchors = l2Normalize(reshape(slice(pairs, [0, 0, 0], [n / 2, 1, h]), [n / 2, h]));
+  const positives = l2Normalize(reshape(slice(pairs, [0, 1, 0], [n / 2, 2, h]), [n / 2, h]));
+  const scores = mul(matmul(anchors, positives, { transB: true }), tau);
+  const diagonal = Int32Array.from({ length: n / 2 }, (_, i) => i);
+  return mean(crossEntropy(scores, tensor(diagonal, [n / 2], { device: embeddings.device })));
 }

@@ -3,3 +3,4 @@
  * @module
  */
 export * from "./masks.ts";
+export * from "./metrics.ts";

@@ -1,6 +1,7 @@
 // Pure optimizers (DESIGN 4): `const [params2, state2] = opt.update(grads, state, params)`
 // returns new trees and never mutates its inputs; lifetimes are the caller's (scope / keep).
-import { add, div, minimum, mul, sqrt, sub } from "../tensor/ops/elementwise.ts";
+import { adamwStep } from "../tensor/ops/adamw.ts";
+import { add, div, minimum, mul, sqrt } from "../tensor/ops/elementwise.ts";
 import { sum } from "../tensor/ops/reduce.ts";
 import { full } from "../tensor/create.ts";
 import { leaves, mapTensors, type PyTree, unflatten } from "../tensor/pytree.ts";
@@ -27,20 +28,33 @@ export interface AdamWOptions {
   decay?: (param: Tensor) => boolean;
 }
 
+/** Options of one `update` call. */
+export interface UpdateOptions {
+  /**
+   * A one-element device tensor every gradient is multiplied by before the step, e.g. the
+   * factor of `clipFactor`: clipping then costs no pass over the gradients of its own.
+   */
+  gradScale?: Tensor;
+}
+
 /** An optimizer as a pair of pure functions. */
 export interface Optimizer<S> {
   init<P extends PyTree>(params: P): S;
-  update<P extends PyTree>(grads: P, state: S, params: P): [P, S];
+  update<P extends PyTree>(grads: P, state: S, params: P, options?: UpdateOptions): [P, S];
 }
 
 /**
  * AdamW (Loshchilov & Hutter, 2019) with bias correction, as `torch.optim.AdamW`:
  * m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², p ← p(1 − lr·λ) − lr·m̂/(√v̂ + ε),
- * m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ).
+ * m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ). Each tensor is updated by one fused op (`adamwStep`:
+ * one dispatch reads p, g, m, v and writes p, m, v); params and state must be f32.
  * @example
  * const opt = adamw({ lr: warmupCosine({ peak: 1e-3, warmup: 10, total: 100 }) });
  * let state = opt.init(params);
  * [params, state] = opt.update(grads, state, params);
+ * // with gradient clipping folded into the update:
+ * const [factor, norm] = clipFactor(grads, 1.0);
+ * [params, state] = opt.update(grads, state, params, { gradScale: factor });
  */
 export function adamw(options: AdamWOptions): Optimizer<AdamWState> {
   const { beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0.01 } = options;
@@ -53,10 +67,9 @@ export function adamw(options: AdamWOptions): Optimizer<AdamWState> {
       const zeros = () => mapTensors(params, (p) => full(p.shape, 0, { device: p.device }));
       return { step: 0, m: zeros(), v: zeros() };
     },
-    update(grads, state, params) {
+    update(grads, state, params, { gradScale } = {}) {
       const lr = schedule(state.step);
       const t = state.step + 1;
-      const c1 = 1 - beta1 ** t, c2 = 1 - beta2 ** t;
       const ps = leaves(params), gs = leaves(grads), ms = leaves(state.m), vs = leaves(state.v);
       if (gs.length !== ps.length || ms.length !== ps.length || vs.length !== ps.length) {
         throw new Error(
@@ -65,15 +78,11 @@ export function adamw(options: AdamWOptions): Optimizer<AdamWState> {
       }
       const newP: Tensor[] = [], newM: Tensor[] = [], newV: Tensor[] = [];
       ps.forEach((p, i) => {
-        const g = gs[i]!;
-        const m = add(mul(ms[i]!, beta1), mul(g, 1 - beta1));
-        const v = add(mul(vs[i]!, beta2), mul(mul(g, g), 1 - beta2));
-        // lr·m̂/(√v̂ + ε) written as (lr/c1)·m / (√v/√c2 + ε): two scalars fold into one
-        const step = div(mul(m, lr / c1), add(mul(sqrt(v), 1 / Math.sqrt(c2)), eps));
-        const decayed = weightDecay !== 0 && decays(p) ? mul(p, 1 - lr * weightDecay) : p;
-        newP.push(sub(decayed, step));
-        newM.push(m);
-        newV.push(v);
+        const hyper = { lr, beta1, beta2, eps, weightDecay: decays(p) ? weightDecay : 0, step: t };
+        const [p2, m2, v2] = adamwStep(p, gs[i]!, ms[i]!, vs[i]!, hyper, gradScale);
+        newP.push(p2);
+        newM.push(m2);
+        newV.push(v2);
       });
       return [
         unflatten(params, newP),
@@ -91,12 +100,20 @@ export function globalNorm(grads: PyTree): Tensor {
 }
 
 /**
- * Scale a gradient tree so that its global L2 norm is at most `maxNorm` (as PyTorch's
- * `clip_grad_norm_`: factor min(1, maxNorm/(norm + 1e-6))). Returns the clipped tree and the
- * norm before clipping; both stay on the device (no read-back).
+ * The factor that clips a gradient tree to global L2 norm `maxNorm` (as PyTorch's
+ * `clip_grad_norm_`: min(1, maxNorm/(norm + 1e-6))) and the norm, both one-element device
+ * tensors (no read-back). Pass the factor as `update`'s `gradScale` to clip inside the update.
+ */
+export function clipFactor(grads: PyTree, maxNorm: number): [Tensor, Tensor] {
+  const norm = globalNorm(grads);
+  return [minimum(div(maxNorm, add(norm, 1e-6)), 1), norm];
+}
+
+/**
+ * Scale a gradient tree so that its global L2 norm is at most `maxNorm` (see `clipFactor`).
+ * Returns the clipped tree and the norm before clipping; both stay on the device.
  */
 export function clipByGlobalNorm<P extends PyTree>(grads: P, maxNorm: number): [P, Tensor] {
-  const norm = globalNorm(grads);
-  const factor = minimum(div(maxNorm, add(norm, 1e-6)), 1);
+  const [factor, norm] = clipFactor(grads, maxNorm);
   return [mapTensors(grads, (g) => mul(g, factor)), norm];
 }

@@ -52,3 +52,38 @@ export function namesFromTree(tree: unknown, prefix = ""): Map<string, Tensor> {
   walk(tree, prefix);
   return out;
 }
+
+/** The node at a dotted path ("model.layers.0.mlp.up_proj"), or undefined. */
+export function nodeAt(tree: unknown, path: string): unknown {
+  let node: unknown = tree;
+  for (const key of path.split(".")) {
+    if (node === null || typeof node !== "object") return undefined;
+    node = (node as Record<string, unknown>)[key];
+  }
+  return node;
+}
+
+/** A copy of `tree` with the node at `path` replaced by `f(node)` (copies along the path only). */
+export function updateAt<T>(tree: T, path: string, f: (node: unknown) => unknown): T {
+  const go = (node: unknown, keys: string[]): unknown => {
+    if (keys.length === 0) return f(node);
+    const [key, ...rest] = keys as [string, ...string[]];
+    if (node === null || typeof node !== "object" || !(key in node)) {
+      throw new Error(`params: the tree has no node '${path}'`);
+    }
+    if (Array.isArray(node)) {
+      const copy = [...node];
+      copy[Number(key)] = go(node[Number(key)], rest);
+      return copy;
+    }
+    return { ...node, [key]: go((node as Record<string, unknown>)[key], rest) };
+  };
+  return go(tree, path.split(".")) as T;
+}
+
+/** A copy of `tree` with the named leaves replaced (e.g. the trained subset of a model). */
+export function withTensors<T>(tree: T, named: Readonly<Record<string, Tensor>>): T {
+  let out = tree;
+  for (const [name, t] of Object.entries(named)) out = updateAt(out, name, () => t);
+  return out;
+}

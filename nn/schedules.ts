@@ -56,6 +56,20 @@ export function warmupLinear(options: WarmupDecayOptions): Schedule {
   };
 }
 
+/**
+ * transformers' `get_linear_schedule_with_warmup` (the Trainer's default), stepped after each
+ * optimizer step: step s uses peak·s/warmup during warmup (so the very first step has rate 0),
+ * then peak·(total − s)/(total − warmup), reaching 0 at step `total`.
+ */
+export function hfLinearWarmup(options: Omit<WarmupDecayOptions, "min">): Schedule {
+  checkOptions("hfLinearWarmup", options);
+  const { peak, warmup, total } = options;
+  return (step) => {
+    if (step < warmup) return (peak * step) / Math.max(1, warmup);
+    return peak * Math.max(0, (total - step) / Math.max(1, total - warmup));
+  };
+}
+
 /** A constant rate. */
 export function constantSchedule(rate: number): Schedule {
   return () => rate;

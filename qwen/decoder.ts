@@ -1,14 +1,13 @@
 // The Qwen2 decoder as a pure function (DESIGN 3.1): params tree + token ids → hidden states
 // and logits, batched with right padding.
 import { causal, type MaskVariant } from "../nn/masks.ts";
-import { linear } from "../nn/linear.ts";
+import { embedding, linear } from "../nn/linear.ts";
 import { ropeTables } from "../nn/rope.ts";
 import { add, mul } from "../tensor/ops/elementwise.ts";
 import { matmul } from "../tensor/ops/matmul.ts";
 import { mean } from "../tensor/ops/reduce.ts";
 import { softmax } from "../tensor/ops/softmax.ts";
 import { attention, attentionWithDpStats } from "../tensor/ops/attention.ts";
-import { gather } from "../tensor/ops/gather.ts";
 import { concat, permute, reshape, slice } from "../tensor/ops/layout.ts";
 import { rmsNorm, swiglu } from "../tensor/ops/norm.ts";
 import { rope } from "../tensor/ops/rope.ts";
@@ -99,7 +98,7 @@ export function decoder(
   }
   const masks = maskPerLayer(options.mask ?? causal, config.numHiddenLayers);
   const { cos, sin } = ropeTables(t, config.headDim, config.ropeTheta, inputIds.device, past);
-  let h = gather(params.model.embed_tokens.weight, inputIds);
+  let h = embedding(inputIds, params.model.embed_tokens);
   const hiddenStates: Tensor[] = [h];
   const cacheLayers: { k: Tensor; v: Tensor }[] = [];
   const dpStatsLayers: Tensor[] = [], dpMatrixLayers: Tensor[] = [];

@@ -46,6 +46,7 @@ export { matmul } from "./ops/matmul.ts";
 export { gather, scatterAdd } from "./ops/gather.ts";
 export { softmax } from "./ops/softmax.ts";
 export { rope } from "./ops/rope.ts";
+export { dropout } from "./ops/dropout.ts";
 export { crossEntropy } from "./ops/cross_entropy.ts";
 export { rmsNorm, swiglu } from "./ops/norm.ts";
 export { attention, type AttentionOptions, attentionWithLse } from "./ops/attention.ts";

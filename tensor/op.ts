@@ -49,6 +49,8 @@ export interface VjpContext<A> {
   readonly inputs: readonly Tensor[];
   readonly outputs: readonly Tensor[];
   readonly attrs: A;
+  /** Which inputs want a cotangent: a rule may skip the work for the others (frozen weights). */
+  readonly needsGrad: readonly boolean[];
 }
 
 /**

@@ -1,8 +1,10 @@
 // Every op, by name: conformance tests iterate this, so a new op is tested automatically.
 import type { OpDef } from "./op.ts";
+import { adamwOp } from "./ops/adamw.ts";
 import { attentionBackwardOp, attentionOp } from "./ops/attention.ts";
 import { crossEntropyGradOp, crossEntropyOp } from "./ops/cross_entropy.ts";
 import { dpStatsOp } from "./ops/dp_stats.ts";
+import { dropoutOp } from "./ops/dropout.ts";
 import { binaryOps, castOp, unaryOps, whereOp } from "./ops/elementwise.ts";
 import { fillOp } from "./ops/fill.ts";
 import { gatherOp, scatterAddOp } from "./ops/gather.ts";
@@ -36,4 +38,6 @@ export const opRegistry = {
   attention: attentionOp,
   attentionBackward: attentionBackwardOp,
   dpStats: dpStatsOp,
+  dropout: dropoutOp,
+  adamw: adamwOp,
 } satisfies Record<string, OpDef>;

@@ -145,10 +145,11 @@ function binaryInfer(name: string, int: boolean, compare: boolean) {
 
 function binary(name: string, spec: BinarySpec): OpDef<Record<never, never>> {
   const vjp: VjpRule<Record<never, never>> | typeof nonDifferentiable = spec.vjp
-    ? ([g], { inputs: [a, b], outputs: [y] }) => {
+    ? ([g], { inputs: [a, b], outputs: [y], needsGrad: [needA, needB] }) => {
       if (!g) return [undefined, undefined];
       const [ga, gb] = spec.vjp!(g, a!, b!, y!);
-      return [unbroadcast(ga, a!), unbroadcast(gb, b!)];
+      // the reduction back to a broadcast operand's shape is the costly part; skip it when unused
+      return [needA ? unbroadcast(ga, a!) : undefined, needB ? unbroadcast(gb, b!) : undefined];
     }
     : nonDifferentiable;
   return {

@@ -34,7 +34,10 @@ export const gatherOp: OpDef<Record<never, never>> = {
     return [res];
   },
   webgpu: (gpu, [table, ids], _attrs, [out]) => [gpu.gather(table!, ids!, out!)],
-  vjp: ([g], { inputs: [table, ids] }) => [g && scatterAdd(g, ids!, table!.shape[0]!), undefined],
+  vjp: ([g], { inputs: [table, ids], needsGrad: [needTable] }) => [
+    g && needTable ? scatterAdd(g, ids!, table!.shape[0]!) : undefined,
+    undefined,
+  ],
 };
 
 /** scatterAdd(src [...I, ...R], ids [...I], rows V) → [V, ...R]: out[ids[i]] += src[i]. */

@@ -71,11 +71,15 @@ export const matmulOp: OpDef<MatmulAttrs> = {
     return [res];
   },
   webgpu: (gpu, [a, b], attrs, [out]) => [gpu.matmul(a!, b!, attrs, out!)],
-  vjp: ([g], { inputs: [a, b], attrs: { transA, transB } }) => {
+  vjp: ([g], { inputs: [a, b], attrs: { transA, transB }, needsGrad: [needA, needB] }) => {
     if (!g) return [undefined, undefined];
-    const ga = transA
+    // a frozen operand (a weight outside the trained subtree) gets no product at all
+    const ga = !needA
+      ? undefined
+      : transA
       ? matmul(b!, g, { transA: transB, transB: true })
       : matmul(g, b!, { transB: !transB });
+    if (!needB) return [ga && unbroadcast(ga, a!), undefined];
     // a batched input against a shared 2-D weight (a Linear layer): the weight's gradient is
     // one product over all rows, not per-batch products summed afterwards
     const rows = (x: Tensor) => reshape(x, [-1, x.shape[x.rank - 1]!]);
@@ -84,7 +88,7 @@ export const matmulOp: OpDef<MatmulAttrs> = {
     const gb = transB
       ? matmul(gg, ga2, { transA: true, transB: transA })
       : matmul(ga2, gg, { transA: !transA });
-    return [unbroadcast(ga, a!), unbroadcast(gb, b!)];
+    return [ga && unbroadcast(ga, a!), unbroadcast(gb, b!)];
   },
 };
 

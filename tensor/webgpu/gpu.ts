@@ -6,6 +6,7 @@ import type { Meta } from "../op.ts";
 import type { StridedCopy } from "../ops/layout.ts";
 import type { AttentionAttrs } from "../ops/attention.ts";
 import type { DpStatsAttrs } from "../ops/dp_stats.ts";
+import type { AdamWAttrs } from "../ops/adamw.ts";
 import type { MatmulAttrs } from "../ops/matmul.ts";
 
 /** A tensor as kernels see it (a `Tensor` is one). */
@@ -59,6 +60,10 @@ export interface Gpu {
   ): Storage[];
   /** DP statistics: per query row (before, diagonal, after, logsumexp) of the unmasked softmax. */
   dpStats(inputs: readonly GpuTensor[], attrs: DpStatsAttrs, out: Meta): Storage;
+  /** Inverted dropout: x·scale where `dropout_hash(seed, i) >> 8 < threshold`, else 0. */
+  dropout(x: GpuTensor, seed: number, threshold: number, scale: number, out: Meta): Storage;
+  /** One fused AdamW step: inputs [p, g, m, v, scale?], outputs [p, m, v]. */
+  adamw(inputs: readonly GpuTensor[], attrs: AdamWAttrs, outs: readonly Meta[]): Storage[];
   /** Give back a temporary storage that no tensor holds. */
   free(storage: Storage): void;
 }

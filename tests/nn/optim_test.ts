@@ -1,5 +1,5 @@
 // AdamW, gradient clipping and the learning-rate schedules against hand-computed values.
-import { adamw, clipByGlobalNorm, globalNorm } from "../../nn/optim.ts";
+import { adamw, clipByGlobalNorm, clipFactor, globalNorm } from "../../nn/optim.ts";
 import { constantSchedule, warmupCosine, warmupLinear } from "../../nn/schedules.ts";
 import { tensor } from "../../tensor/create.ts";
 import { referenceDevice } from "../../tensor/reference.ts";
@@ -90,6 +90,28 @@ for (const device of backends) {
     assertClose(await clipped.b[0]!.data(), [0, 0.8], tol, "b");
     const [same] = clipByGlobalNorm(grads, 10);
     assertClose(await same.a.data(), [3, 0], tol, "below the bound: unchanged");
+  });
+}
+
+for (const device of backends) {
+  Deno.test(`adamw.update() with gradScale equals an update of scaled grads (${device.kind})`, async () => {
+    const opt = adamw({ lr: 0.1, weightDecay: 0.5 });
+    const t = (x: number[], shape: number[]) => tensor(Float32Array.from(x), shape, { device });
+    const params = { w: t([0.5, -1, 2, 0.25], [2, 2]), b: t([1, -2], [2]) };
+    const grads = { w: t([3, -4, 1, 2], [2, 2]), b: t([-2, 5], [2]) };
+    let [fusedP, fusedS] = [params, opt.init(params)];
+    let [plainP, plainS] = [params, opt.init(params)];
+    for (let step = 0; step < 2; step++) {
+      const [factor, norm] = clipFactor(grads, 1);
+      assertClose(await norm.data(), [Math.sqrt(59)], tol, "norm");
+      [fusedP, fusedS] = opt.update(grads, fusedS, fusedP, { gradScale: factor });
+      const [clipped] = clipByGlobalNorm(grads, 1);
+      [plainP, plainS] = opt.update(clipped, plainS, plainP);
+    }
+    assertClose(await fusedP.w.data(), await plainP.w.data(), tol, "w");
+    assertClose(await fusedP.b.data(), await plainP.b.data(), tol, "b");
+    const fm = fusedS.m as { w: Tensor }, pm = plainS.m as { w: Tensor };
+    assertClose(await fm.w.data(), await pm.w.data(), tol, "m");
   });
 }
 

@@ -4,7 +4,7 @@
 // float32 tolerances; WebGPU 10× them (README §6).
 import { valueAndGrad } from "../../autograd/grad.ts";
 import { bidirectional, causal } from "../../nn/masks.ts";
-import { causalLmLoss, inBatchNegativeLoss, meanPool } from "../../nn/losses.ts";
+import { causalLmLoss, inBatchNegativeLoss, infoNceLoss, meanPool } from "../../nn/losses.ts";
 import { namesFromTree } from "../../nn/params.ts";
 import { loadQwen, type QwenModel, type QwenParams } from "../../qwen/checkpoint.ts";
 import { decoder } from "../../qwen/decoder.ts";
@@ -196,6 +196,12 @@ for (const [device, factor] of devices) {
         check(
           "contrastive loss",
           { err: Math.abs((await closs.item()) - c.loss), scale: 1 },
+          tol.contrastive_loss! * factor,
+        );
+        const formatC = await infoNceLoss(embed(model.params), c.tau).item();
+        check(
+          "format-C (InfoNCE) loss",
+          { err: Math.abs(formatC - c.loss_format_c_for_information), scale: 1 },
           tol.contrastive_loss! * factor,
         );
         for (const [name, g] of namesFromTree(cgrads)) {

@@ -444,6 +444,46 @@ const dpStats: CaseGen = (mode) =>
     };
   });
 
+/**
+ * x nonzero, so a mask that differs between backends shows as a value error far beyond the
+ * tolerance; seeds over the whole u32 range.
+ */
+const dropout: CaseGen = (mode) =>
+  fc.record({
+    shape: shape(),
+    dtype: floatDtype(mode),
+    p: fc.constantFrom(0, 0.1, 0.5, 0.9),
+    maskSeed: fc.integer({ min: 0, max: 0xffffffff }),
+    seed,
+  }).map(({ shape, dtype, p, maskSeed, seed }) => ({
+    inputs: [input(shape, dtype, seed, "nonzero")],
+    attrs: { p, seed: maskSeed },
+    reduce: 1,
+  }));
+
+/** p, g, m and v ≥ 0 (f32 only: the op rejects other dtypes), with and without a grad scale. */
+const adamw: CaseGen = () =>
+  fc.record({
+    shape: shape(),
+    lr: fc.constantFrom(1e-3, 0.1),
+    beta1: fc.constantFrom(0, 0.9),
+    beta2: fc.constantFrom(0.95, 0.999),
+    eps: fc.constantFrom(1e-8, 1e-3),
+    weightDecay: fc.constantFrom(0, 0.01, 0.5),
+    step: fc.integer({ min: 1, max: 1000 }),
+    scaleShape: fc.constantFrom(null, [], [1]),
+    seed,
+  }).map(({ shape, scaleShape, seed, ...hyper }) => {
+    const inputs = [
+      input(shape, "f32", seed),
+      input(shape, "f32", seed + 1),
+      input(shape, "f32", seed + 2),
+      input(shape, "f32", seed + 3, "positive"),
+    ];
+    if (scaleShape) inputs.push(input(scaleShape, "f32", seed + 4, "positive"));
+    return { inputs, attrs: { ...hyper, hasGradScale: scaleShape !== null }, reduce: 1 };
+  });
+
 /** Every op of the registry: its random calls, or where its WebGPU conformance lives. */
 export const opCases = {
   neg: { cases: unary("any", true) },
@@ -491,4 +531,6 @@ export const opCases = {
   attention: { cases: attention, webgpuTestedIn: attentionElsewhere },
   attentionBackward: { webgpuTestedIn: attentionElsewhere },
   dpStats: { cases: dpStats },
+  dropout: { cases: dropout },
+  adamw: { cases: adamw },
 } satisfies Record<OpName, OpCases>;

@@ -1,8 +1,10 @@
 // The WebGPU kernel families, bound to a device: the `Gpu` that op lowerings call.
 import type { WebGpuDevice } from "../device.ts";
 import type { Gpu } from "../gpu.ts";
+import { adamw } from "./adamw.ts";
 import { attention, attentionBackward } from "./attention.ts";
 import { dpStats } from "./dp_stats.ts";
+import { dropout } from "./dropout.ts";
 import { cast, copy, fill, map } from "./elementwise.ts";
 import { matmul } from "./matmul.ts";
 import {
@@ -36,6 +38,8 @@ export function createKernels(dev: WebGpuDevice): Gpu {
     attention: (inputs, attrs, outs) => attention(dev, inputs, attrs, outs),
     attentionBackward: (inputs, attrs, outs) => attentionBackward(dev, inputs, attrs, outs),
     dpStats: (inputs, attrs, out) => dpStats(dev, inputs, attrs, out),
+    dropout: (x, seed, threshold, scale, out) => dropout(dev, x, seed, threshold, scale, out),
+    adamw: (inputs, attrs, outs) => adamw(dev, inputs, attrs, outs),
     free: (storage) => dev.release(storage),
   };
 }

@@ -1,0 +1,455 @@
+// The bidirectional contrastive training loop of `deno task train-embed` (the paper's
+// train_bi.py, DESIGN 3.5): seeded batches of pairs, AnglE's duplicate filter, the
+// bidirectional forward + mean pooling, the in-batch-negative (or InfoNCE) loss, gradients of
+// the trained subtree only, clipping, AdamW, warmup + linear decay; atomic checkpoints that
+// a resumed run continues to the same bytes.
+import { valueAndGrad } from "../autograd/grad.ts";
+import { inBatchNegativeLoss, infoNceLoss } from "../nn/losses.ts";
+import { attachLora, initLora, type LoraConfig, type LoraParams } from "../nn/lora.ts";
+import { adamw, type AdamWState, clipFactor } from "../nn/optim.ts";
+import { withTensors } from "../nn/params.ts";
+import { hfLinearWarmup } from "../nn/schedules.ts";
+import type { QwenModel, QwenParams } from "../qwen/checkpoint.ts";
+import { Checkpoint } from "../qwen/checkpoint.ts";
+import { padRows, promptIds, sentenceEmbeddings } from "../qwen/embed.ts";
+import {
+  fullTrainableNames,
+  parseTarget,
+  targetModuleShapes,
+  targetSuffixes,
+} from "../qwen/targets.ts";
+import type { QwenTokenizer } from "../qwen/tokenizer.ts";
+import { namesFromTree } from "../nn/params.ts";
+import { writeSafetensors } from "../tensor/safetensors.ts";
+import { add, cast, mul } from "../tensor/ops/elementwise.ts";
+import { concat, reshape } from "../tensor/ops/layout.ts";
+import { foldIn, Rng } from "../tensor/random.ts";
+import { leaves, type PyTree, unflatten } from "../tensor/pytree.ts";
+import { scope } from "../tensor/scope.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import type { Device } from "../tensor/device.ts";
+import type { Pair } from "./pair_data.ts";
+
+/** Everything that determines a run (saved in state.json; a resume must match it). */
+export interface EmbedTrainOptions {
+  /** Canonical target name ("FFN", "FFN+ATT", "ALL"). */
+  target: string;
+  /** Full fine-tuning instead of LoRA. */
+  full: boolean;
+  lora: { r: number; alpha: number; dropout: number; rslora: boolean };
+  loss: "ibn" | "infonce";
+  lr: number;
+  /** Pairs per micro-batch (2× rows). */
+  batch: number;
+  gradAccum: number;
+  warmup: number;
+  epochs: number;
+  /** Stop after this many optimizer steps (0 = the whole schedule). */
+  maxSteps: number;
+  maxTokens: number;
+  tau: number;
+  seed: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  clip: number;
+  saveEvery: number;
+  logEvery: number;
+  /** Identifies the data and base model (file names and sizes), so a resume cannot mix them. */
+  dataId: string;
+  modelId: string;
+}
+
+/** A pair tokenised inside the prompt. */
+interface TokenPair {
+  a: number[];
+  p: number[];
+}
+
+/** The trained parameters: LoRA adapters, or f32 copies of the trained base tensors. */
+export type Trainable = LoraParams | Record<string, Tensor>;
+
+/** One JSONL record of the log. */
+export interface EmbedLogRecord {
+  step: number;
+  loss: number;
+  gradNorm: number;
+  lr: number;
+  pairs: number;
+  seconds: number;
+}
+
+/** Callbacks of the loop. */
+export interface EmbedTrainHooks {
+  onStep?: (step: number, total: number, pairs: number, loss: number | undefined) => void;
+  onLog?: (record: EmbedLogRecord) => void;
+  shouldStop?: () => boolean;
+}
+
+/** What the loop returns. */
+export interface EmbedTrainResult {
+  trainable: Trainable;
+  loraConfig: LoraConfig | null;
+  steps: number;
+  totalSteps: number;
+  pairsSeen: number;
+  seconds: number;
+  losses: number[];
+  stopped: boolean;
+}
+
+/** Micro-batches per epoch and optimizer steps in the whole schedule. */
+export function schedulePlan(
+  pairs: number,
+  o: Pick<EmbedTrainOptions, "batch" | "gradAccum" | "epochs" | "maxSteps">,
+) {
+  const microPerEpoch = Math.ceil(pairs / o.batch);
+  const stepsPerEpoch = Math.ceil(microPerEpoch / o.gradAccum);
+  const scheduled = stepsPerEpoch * o.epochs;
+  return {
+    microPerEpoch,
+    stepsPerEpoch,
+    scheduled,
+    total: o.maxSteps > 0 ? Math.min(o.maxSteps, scheduled) : scheduled,
+  };
+}
+
+/** The pair indices of micro-batch `micro` (0-based over the whole run): a seeded shuffle per epoch. */
+export function microBatchIndices(
+  pairs: number,
+  micro: number,
+  o: Pick<EmbedTrainOptions, "batch" | "seed">,
+  microPerEpoch: number,
+): number[] {
+  const epoch = Math.floor(micro / microPerEpoch), j = micro % microPerEpoch;
+  const order = Array.from({ length: pairs }, (_, i) => i);
+  const rng = new Rng(foldIn(o.seed, epoch));
+  for (let i = pairs - 1; i > 0; i--) {
+    const k = rng.int(i + 1);
+    [order[i], order[k]] = [order[k]!, order[i]!];
+  }
+  return order.slice(j * o.batch, (j + 1) * o.batch);
+}
+
+/**
+ * AnglE's duplicate filter: walking the batch in order, a pair is dropped when either of its
+ * token sequences already occurred in the batch (its own anchor included).
+ */
+export function dropDuplicates(pairs: readonly TokenPair[]): TokenPair[] {
+  const seen = new Set<string>();
+  const kept: TokenPair[] = [];
+  for (const pair of pairs) {
+    const ka = pair.a.join(","), kp = pair.p.join(",");
+    const duplicate = seen.has(ka) || ka === kp || seen.has(kp);
+    seen.add(ka);
+    seen.add(kp);
+    if (!duplicate) kept.push(pair);
+  }
+  return kept;
+}
+
+/** The LoRA config of a run. */
+export function loraConfigOf(o: EmbedTrainOptions, baseModel: string): LoraConfig {
+  const target = parseTarget(o.target);
+  return {
+    r: o.lora.r,
+    loraAlpha: o.lora.alpha,
+    loraDropout: o.lora.dropout,
+    useRslora: o.lora.rslora,
+    targetModules: targetSuffixes(target),
+    baseModelNameOrPath: baseModel,
+  };
+}
+
+/** Flat names of the trainable tensors, in leaf order (checkpoint names). */
+function trainableNames(trainable: Trainable, isLora: boolean): string[] {
+  if (!isLora) return Object.keys(trainable);
+  return Object.keys(trainable).flatMap((m) => [`${m}.lora_A`, `${m}.lora_B`]);
+}
+
+/** Fresh trainable parameters for a run. */
+function initTrainable(model: QwenModel, o: EmbedTrainOptions, device: Device): Trainable {
+  const target = parseTarget(o.target);
+  if (!o.full) {
+    return initLora(
+      targetModuleShapes(model.config, target),
+      loraConfigOf(o, model.dir),
+      o.seed,
+      device,
+    );
+  }
+  const named = namesFromTree(model.params);
+  const out: Record<string, Tensor> = {};
+  for (const n of fullTrainableNames(named.keys(), target)) {
+    out[n] = scope(() => cast(named.get(n)!, "f32"));
+  }
+  return out;
+}
+
+/** The contrastive loss of a batch under the current trainable parameters. */
+export function batchLoss(
+  trainable: Trainable,
+  base: QwenParams,
+  model: QwenModel,
+  o: EmbedTrainOptions,
+  lora: LoraConfig | null,
+  batch: { ids: Tensor; mask: Tensor; dropoutSeed: number },
+): Tensor {
+  const params = lora
+    ? attachLora(base, trainable as LoraParams, lora, { dropoutSeed: batch.dropoutSeed })
+    : withTensors(base, trainable as Record<string, Tensor>);
+  const e = sentenceEmbeddings(params, batch.ids, batch.mask, model.config);
+  return o.loss === "ibn" ? inBatchNegativeLoss(e, o.tau) : infoNceLoss(e, o.tau);
+}
+
+/**
+ * Train (or resume) in `out`. Pairs are tokenised once; every batch, dropout mask and
+ * learning rate is a function of the step, so a resumed run equals an uninterrupted one.
+ */
+export async function trainEmbed(
+  model: QwenModel,
+  tokenizer: QwenTokenizer,
+  pairs: readonly Pair[],
+  o: EmbedTrainOptions,
+  out: string,
+  device: Device,
+  resume: boolean,
+  hooks: EmbedTrainHooks = {},
+): Promise<EmbedTrainResult> {
+  const tokenPairs: TokenPair[] = pairs.map((p) => ({
+    a: promptIds(tokenizer, p.text, o.maxTokens),
+    p: promptIds(tokenizer, p.positive, o.maxTokens),
+  }));
+  const plan = schedulePlan(pairs.length, o);
+  const schedule = hfLinearWarmup({ peak: o.lr, warmup: o.warmup, total: plan.scheduled });
+  const optimizer = adamw({
+    lr: schedule,
+    beta1: o.beta1,
+    beta2: o.beta2,
+    eps: o.eps,
+    weightDecay: o.weightDecay,
+  });
+  const lora = o.full ? null : loraConfigOf(o, model.dir);
+  await Deno.mkdir(out, { recursive: true });
+  const logPath = `${out}/train_log.jsonl`;
+  let trainable = initTrainable(model, o, device);
+  let state: AdamWState = optimizer.init(trainable);
+  let step = 0, priorSeconds = 0;
+  const saved = resume ? await readState(out) : null;
+  if (saved) {
+    if (JSON.stringify(saved.options) !== JSON.stringify(o)) {
+      throw new Error(
+        `${out}/train_state.json: saved with different options or data; start a fresh --out`,
+      );
+    }
+    const restored = await loadTrainState(`${out}/${saved.checkpoint}`, trainable, state, lora);
+    for (const t of [...leaves(trainable), ...leaves([state.m, state.v])]) t.dispose();
+    ({ trainable, state } = restored);
+    state.step = saved.step;
+    step = saved.step;
+    priorSeconds = saved.seconds;
+    await truncateLog(logPath, step);
+  } else await Deno.writeTextFile(logPath, "");
+
+  const lossAndGrad = valueAndGrad(batchLoss);
+  const startedAt = performance.now();
+  const seconds = () => priorSeconds + (performance.now() - startedAt) / 1000;
+  const losses: number[] = [];
+  let pending: { step: number; lr: number; pairs: number; record: Tensor }[] = [];
+  let lastLoss: number | undefined;
+  const flush = async () => {
+    if (pending.length === 0) return;
+    const joined = concat(pending.map((p) => p.record), 0);
+    const values = await joined.data();
+    joined.dispose();
+    const records: EmbedLogRecord[] = pending.map((p, i) => ({
+      step: p.step,
+      loss: values[2 * i]!,
+      gradNorm: values[2 * i + 1]!,
+      lr: p.lr,
+      pairs: p.pairs,
+      seconds: Math.round(seconds() * 10) / 10,
+    }));
+    for (const p of pending) p.record.dispose();
+    pending = [];
+    const bad = records.find((r) => !Number.isFinite(r.loss));
+    if (bad) throw new Error(`train-embed: the loss is not finite at step ${bad.step}`);
+    for (const r of records) {
+      losses.push(r.loss);
+      hooks.onLog?.(r);
+    }
+    lastLoss = records.at(-1)!.loss;
+    await Deno.writeTextFile(logPath, records.map((r) => JSON.stringify(r) + "\n").join(""), {
+      append: true,
+    });
+  };
+  let pairsSeen = 0, stopped = false;
+  while (step < plan.total) {
+    const lr = schedule(step);
+    let stepPairs = 0;
+    const next = scope(() => {
+      let gradSum: Trainable | null = null, lossSum: Tensor | null = null;
+      let micros = 0;
+      for (let k = 0; k < o.gradAccum; k++) {
+        const micro = step * o.gradAccum + k;
+        if (micro >= plan.microPerEpoch * o.epochs) break;
+        const idx = microBatchIndices(pairs.length, micro, o, plan.microPerEpoch);
+        const kept = dropDuplicates(idx.map((i) => tokenPairs[i]!));
+        if (kept.length === 0) continue;
+        stepPairs += kept.length;
+        const { ids, mask } = padRows(kept.flatMap((p) => [p.a, p.p]), device);
+        const [loss, grads] = lossAndGrad(trainable, model.params, model, o, lora, {
+          ids,
+          mask,
+          dropoutSeed: foldIn(foldIn(o.seed, 0x10a), micro),
+        });
+        gradSum = gradSum === null ? grads : addTrees(gradSum, grads);
+        lossSum = lossSum === null ? loss : add(lossSum, loss);
+        micros++;
+      }
+      if (gradSum === null || lossSum === null) return null;
+      // Hugging Face Trainer: each micro-batch loss is divided by the accumulation steps
+      const grads = micros === 1 ? gradSum : scaleTree(gradSum, 1 / micros);
+      // clipping as a scale inside the fused AdamW kernel: no extra pass over the gradients
+      const [factor, norm] = clipFactor(grads, o.clip);
+      const [p2, s2] = optimizer.update(grads, state, trainable, { gradScale: factor });
+      const meanLoss = mul(lossSum, 1 / micros);
+      return {
+        trainable: p2,
+        state: s2,
+        record: concat([reshape(meanLoss, [1]), reshape(norm, [1])], 0),
+      };
+    });
+    if (next) {
+      for (const t of [...leaves(trainable), ...leaves([state.m, state.v])]) t.dispose();
+      trainable = next.trainable;
+      state = next.state;
+      pending.push({ step: step + 1, lr, pairs: stepPairs, record: next.record });
+    } else state = { ...state, step: state.step + 1 };
+    step++;
+    pairsSeen += stepPairs;
+    stopped = hooks.shouldStop?.() ?? false;
+    if (step % o.logEvery === 0 || step === plan.total || stopped) await flush();
+    hooks.onStep?.(step, plan.total, stepPairs, lastLoss);
+    const save = (o.saveEvery > 0 && step % o.saveEvery === 0) || step === plan.total || stopped;
+    if (save) {
+      await saveTrainState(out, trainable, state, lora, { options: o, step, seconds: seconds() });
+    }
+    if (stopped) break;
+  }
+  await flush();
+  return {
+    trainable,
+    loraConfig: lora,
+    steps: step,
+    totalSteps: plan.total,
+    pairsSeen,
+    seconds: seconds(),
+    losses,
+    stopped,
+  };
+}
+
+function addTrees<T extends PyTree>(a: T, b: T): T {
+  const lb = leaves(b);
+  return unflatten(a, leaves(a).map((x, i) => add(x, lb[i]!)));
+}
+
+function scaleTree<T extends PyTree>(a: T, s: number): T {
+  return unflatten(a, leaves(a).map((x) => mul(x, s)));
+}
+
+/** train_state.json: the newest complete checkpoint and how far the run got. */
+interface SavedState {
+  options: EmbedTrainOptions;
+  step: number;
+  seconds: number;
+  checkpoint: string;
+}
+
+async function readState(out: string): Promise<SavedState | null> {
+  const text = await Deno.readTextFile(`${out}/train_state.json`).catch(() => null);
+  if (text === null) return null;
+  try {
+    return JSON.parse(text) as SavedState;
+  } catch (e) {
+    throw new Error(`${out}/train_state.json: invalid JSON (${(e as Error).message})`);
+  }
+}
+
+/**
+ * Write the trainable tensors and AdamW moments (f32, exact) to a fresh `checkpoint-<step>`
+ * folder, then point train_state.json at it (temp + rename), then delete the older folder:
+ * a crash at any moment leaves one complete checkpoint.
+ */
+async function saveTrainState(
+  out: string,
+  trainable: Trainable,
+  state: AdamWState,
+  lora: LoraConfig | null,
+  info: { options: EmbedTrainOptions; step: number; seconds: number },
+): Promise<void> {
+  const name = `checkpoint-${info.step}`;
+  const dir = `${out}/${name}`;
+  const previous = await readState(out);
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  await Deno.mkdir(dir, { recursive: true });
+  const names = trainableNames(trainable, lora !== null);
+  const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
+  const groups = [["param", trainable], ["m", state.m], ["v", state.v]] as const;
+  for (const [prefix, tree] of groups) {
+    const ls = leaves(tree);
+    for (let i = 0; i < ls.length; i++) {
+      tensors[`${prefix}.${names[i]}`] = {
+        dtype: "F32",
+        shape: [...ls[i]!.shape],
+        data: Float32Array.from(await ls[i]!.data()),
+      };
+    }
+  }
+  await writeSafetensors(`${dir}/train_state.safetensors`, tensors);
+  const saved: SavedState = {
+    options: info.options,
+    step: info.step,
+    seconds: info.seconds,
+    checkpoint: name,
+  };
+  const tmp = `${out}/train_state.json.tmp-${Deno.pid}`;
+  await Deno.writeTextFile(tmp, JSON.stringify(saved, null, 2) + "\n");
+  await Deno.rename(tmp, `${out}/train_state.json`);
+  if (previous && previous.checkpoint !== name) {
+    await Deno.remove(`${out}/${previous.checkpoint}`, { recursive: true }).catch(() => {});
+  }
+}
+
+async function loadTrainState(
+  dir: string,
+  template: Trainable,
+  state: AdamWState,
+  lora: LoraConfig | null,
+): Promise<{ trainable: Trainable; state: AdamWState }> {
+  using ckpt = await Checkpoint.open(dir, "train_state");
+  const names = trainableNames(template, lora !== null);
+  const load = async (prefix: string, tree: PyTree, device: Device) => {
+    const out: Tensor[] = [];
+    for (const n of names) out.push(await ckpt.load(`${prefix}.${n}`, device));
+    return unflatten(tree, out);
+  };
+  const device = leaves(template)[0]!.device;
+  return {
+    trainable: await load("param", template, device) as Trainable,
+    state: {
+      step: state.step,
+      m: await load("m", state.m, device),
+      v: await load("v", state.v, device),
+    },
+  };
+}
+
+/** Keep the log lines up to `step` (a resumed run rewrites what came after). */
+async function truncateLog(path: string, step: number): Promise<void> {
+  const text = await Deno.readTextFile(path).catch(() => "");
+  const kept = text.split("\n").filter((l) => l.trim() !== "" && JSON.parse(l).step <= step);
+  await Deno.writeTextFile(path, kept.map((l) => l + "\n").join(""));
+}

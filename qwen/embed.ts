@@ -1,0 +1,123 @@
+// Sentence embeddings as the paper's train_bi.py makes them (DESIGN 3.5): the text inside the
+// prompt `The representative word for sentence {text} is:"`, a forward under the
+// bidirectional mask, mean pooling of the final-norm hidden states over the real tokens.
+import { bidirectional, type MaskVariant } from "../nn/masks.ts";
+import { meanPool } from "../nn/losses.ts";
+import { tensor } from "../tensor/create.ts";
+import type { Device } from "../tensor/device.ts";
+import { scope } from "../tensor/scope.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import type { Qwen2Config } from "./config.ts";
+import type { QwenParams } from "./checkpoint.ts";
+import { decoder } from "./decoder.ts";
+import type { QwenTokenizer } from "./tokenizer.ts";
+
+/** The paper's prompt (AnglE's `Prompts.A`-style template used by train_bi.py). */
+export const embeddingPrompt = 'The representative word for sentence {text} is:"';
+
+/** The prompt with the text filled in. */
+export function applyPrompt(text: string, template = embeddingPrompt): string {
+  return template.replace("{text}", text);
+}
+
+/**
+ * The paper's sentence clean-up before STS evaluation: a final `?` becomes `.`, and a `.` is
+ * added when the sentence has no final punctuation.
+ */
+export function cleanSentence(sentence: string): string {
+  const s = sentence.trim();
+  if (s.endsWith("?")) return s.slice(0, -1) + ".";
+  return /[.!?;:,"'”’)]$/.test(s) ? s : s + ".";
+}
+
+/** Token ids of one text inside the prompt, cut to `maxTokens` (right truncation). */
+export function promptIds(tokenizer: QwenTokenizer, text: string, maxTokens: number): number[] {
+  return tokenizer.encode(applyPrompt(text)).slice(0, maxTokens);
+}
+
+/** Right-padded ids and attention mask [B, T] (pad id 0, never attended). */
+export function padRows(
+  rows: readonly (readonly number[])[],
+  device: Device,
+): { ids: Tensor; mask: Tensor } {
+  const b = rows.length, t = Math.max(1, ...rows.map((r) => r.length));
+  const ids = new Int32Array(b * t), mask = new Int32Array(b * t);
+  rows.forEach((r, i) => {
+    ids.set(r, i * t);
+    mask.fill(1, i * t, i * t + r.length);
+  });
+  return {
+    ids: tensor(ids, [b, t], { dtype: "i32", device }),
+    mask: tensor(mask, [b, t], { dtype: "i32", device }),
+  };
+}
+
+/** Mean-pooled final-norm hidden states [B, H] of a right-padded batch. */
+export function sentenceEmbeddings(
+  params: QwenParams,
+  ids: Tensor,
+  attentionMask: Tensor,
+  config: Qwen2Config,
+  mask: MaskVariant = bidirectional,
+): Tensor {
+  const { lastHiddenState } = decoder(params, ids, config, {
+    mask,
+    attentionMask,
+    logits: false,
+  });
+  return meanPool(lastHiddenState, attentionMask);
+}
+
+/** Options of `embedTexts`. */
+export interface EmbedOptions {
+  /** Rows per forward pass (default 32). */
+  batchSize?: number;
+  /** Longest prompt in tokens (default 1024). */
+  maxTokens?: number;
+  /** Attention mask (default bidirectional, as the paper trains and evaluates). */
+  mask?: MaskVariant;
+  /** Called after each batch with the texts done so far. */
+  onProgress?: (done: number) => void;
+}
+
+/**
+ * Embeddings of many texts, batched by similar length; returned in input order, one
+ * Float32Array of H values per text.
+ */
+export async function embedTexts(
+  params: QwenParams,
+  config: Qwen2Config,
+  tokenizer: QwenTokenizer,
+  texts: readonly string[],
+  device: Device,
+  options: EmbedOptions = {},
+): Promise<Float32Array[]> {
+  const { batchSize = 32, maxTokens = 1024, mask = bidirectional } = options;
+  const rows = texts.map((t) => promptIds(tokenizer, t, maxTokens));
+  const order = rows.map((_, i) => i).sort((a, b) => rows[a]!.length - rows[b]!.length);
+  const out: Float32Array[] = new Array(texts.length);
+  const h = config.hiddenSize;
+  for (let start = 0; start < order.length; start += batchSize) {
+    const chunk = order.slice(start, start + batchSize);
+    const pooled = scope(() => {
+      const { ids, mask: attentionMask } = padRows(chunk.map((i) => rows[i]!), device);
+      return sentenceEmbeddings(params, ids, attentionMask, config, mask);
+    });
+    const values = await pooled.data();
+    pooled.dispose();
+    chunk.forEach((i, j) => out[i] = Float32Array.from(values.subarray(j * h, (j + 1) * h)));
+    options.onProgress?.(Math.min(start + batchSize, order.length));
+  }
+  return out;
+}
+
+/** Cosine similarity of two vectors (0 when either is zero). */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0, na = 0, nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return na === 0 || nb === 0 ? 0 : dot / Math.sqrt(na * nb);
+}
