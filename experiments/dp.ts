@@ -2,7 +2,7 @@
 // data set, per token-length bucket, in the layout of the paper's Table 3.
 import { dpFromStats, type DpValues } from "../nn/dp.ts";
 import { parseMaskVariant } from "../nn/masks.ts";
-import { decoder } from "../qwen/decoder.ts";
+import { decoderAsync } from "../qwen/decoder.ts";
 import { tensor } from "../tensor/create.ts";
 import { add } from "../tensor/ops/elementwise.ts";
 import { scopeAsync } from "../tensor/scope.ts";
@@ -297,7 +297,10 @@ await runCommand("dp", async () => {
       if (done.has(s.index)) continue;
       const [dp] = await scopeAsync(async () => {
         const x = tensor(Int32Array.from(s.ids), [1, s.ids.length], { device });
-        const out = decoder(model.params, x, model.config, { mask: variant, dp: "only" });
+        const out = await decoderAsync(model.params, x, model.config, {
+          mask: variant,
+          dp: "only",
+        });
         return await dpFromStats(out.dpStats!, [s.ids.length]);
       });
       const result: SampleResult = {
@@ -372,7 +375,7 @@ await runCommand("dp", async () => {
     const ids = s.ids.slice(0, 512);
     const a = await scopeAsync(async () => {
       const x = tensor(Int32Array.from(ids), [1, ids.length], { device });
-      const out = decoder(model.params, x, model.config, {
+      const out = await decoderAsync(model.params, x, model.config, {
         mask: variant,
         dp: "only",
         dpMatrices: true,

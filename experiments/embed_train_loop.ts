@@ -10,7 +10,6 @@ import { adamw, type AdamWState, clipFactor } from "../nn/optim.ts";
 import { withTensors } from "../nn/params.ts";
 import { hfLinearWarmup } from "../nn/schedules.ts";
 import type { QwenModel, QwenParams } from "../qwen/checkpoint.ts";
-import { Checkpoint } from "../qwen/checkpoint.ts";
 import { padRows, promptIds, sentenceEmbeddings } from "../qwen/embed.ts";
 import {
   fullTrainableNames,
@@ -20,15 +19,21 @@ import {
 } from "../qwen/targets.ts";
 import type { QwenTokenizer } from "../qwen/tokenizer.ts";
 import { namesFromTree } from "../nn/params.ts";
-import { writeSafetensors } from "../tensor/safetensors.ts";
 import { add, cast, mul } from "../tensor/ops/elementwise.ts";
 import { concat, reshape } from "../tensor/ops/layout.ts";
-import { foldIn, Rng } from "../tensor/random.ts";
+import { foldIn } from "../tensor/random.ts";
 import { leaves, type PyTree, unflatten } from "../tensor/pytree.ts";
 import { scope } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { Device } from "../tensor/device.ts";
 import type { Pair } from "./pair_data.ts";
+import {
+  loadRunState,
+  readRunState,
+  saveRunState,
+  shuffledBatch,
+  truncateLog,
+} from "./train_state.ts";
 
 /** Everything that determines a run (saved in state.json; a resume must match it). */
 export interface EmbedTrainOptions {
@@ -122,14 +127,7 @@ export function microBatchIndices(
   o: Pick<EmbedTrainOptions, "batch" | "seed">,
   microPerEpoch: number,
 ): number[] {
-  const epoch = Math.floor(micro / microPerEpoch), j = micro % microPerEpoch;
-  const order = Array.from({ length: pairs }, (_, i) => i);
-  const rng = new Rng(foldIn(o.seed, epoch));
-  for (let i = pairs - 1; i > 0; i--) {
-    const k = rng.int(i + 1);
-    [order[i], order[k]] = [order[k]!, order[i]!];
-  }
-  return order.slice(j * o.batch, (j + 1) * o.batch);
+  return shuffledBatch(pairs, micro, o.batch, o.seed, microPerEpoch);
 }
 
 /**
@@ -182,7 +180,7 @@ function initTrainable(model: QwenModel, o: EmbedTrainOptions, device: Device): 
   const named = namesFromTree(model.params);
   const out: Record<string, Tensor> = {};
   for (const n of fullTrainableNames(named.keys(), target)) {
-    out[n] = scope(() => cast(named.get(n)!, "f32"));
+    out[n] = scope(() => mul(cast(named.get(n)!, "f32"), 1)); // a copy: the loop disposes it
   }
   return out;
 }
@@ -236,17 +234,22 @@ export async function trainEmbed(
   let trainable = initTrainable(model, o, device);
   let state: AdamWState = optimizer.init(trainable);
   let step = 0, priorSeconds = 0;
-  const saved = resume ? await readState(out) : null;
+  const saved = resume ? await readRunState<EmbedTrainOptions>(out) : null;
   if (saved) {
     if (JSON.stringify(saved.options) !== JSON.stringify(o)) {
       throw new Error(
         `${out}/train_state.json: saved with different options or data; start a fresh --out`,
       );
     }
-    const restored = await loadTrainState(`${out}/${saved.checkpoint}`, trainable, state, lora);
+    const restored = await loadRunState(
+      `${out}/${saved.checkpoint}`,
+      trainable,
+      trainableNames(trainable, lora !== null),
+      saved.step,
+      device,
+    );
     for (const t of [...leaves(trainable), ...leaves([state.m, state.v])]) t.dispose();
-    ({ trainable, state } = restored);
-    state.step = saved.step;
+    ({ params: trainable, state } = restored);
     step = saved.step;
     priorSeconds = saved.seconds;
     await truncateLog(logPath, step);
@@ -334,7 +337,11 @@ export async function trainEmbed(
     hooks.onStep?.(step, plan.total, stepPairs, lastLoss);
     const save = (o.saveEvery > 0 && step % o.saveEvery === 0) || step === plan.total || stopped;
     if (save) {
-      await saveTrainState(out, trainable, state, lora, { options: o, step, seconds: seconds() });
+      await saveRunState(out, trainable, state, trainableNames(trainable, lora !== null), {
+        options: o,
+        step,
+        seconds: seconds(),
+      });
     }
     if (stopped) break;
   }
@@ -358,98 +365,4 @@ function addTrees<T extends PyTree>(a: T, b: T): T {
 
 function scaleTree<T extends PyTree>(a: T, s: number): T {
   return unflatten(a, leaves(a).map((x) => mul(x, s)));
-}
-
-/** train_state.json: the newest complete checkpoint and how far the run got. */
-interface SavedState {
-  options: EmbedTrainOptions;
-  step: number;
-  seconds: number;
-  checkpoint: string;
-}
-
-async function readState(out: string): Promise<SavedState | null> {
-  const text = await Deno.readTextFile(`${out}/train_state.json`).catch(() => null);
-  if (text === null) return null;
-  try {
-    return JSON.parse(text) as SavedState;
-  } catch (e) {
-    throw new Error(`${out}/train_state.json: invalid JSON (${(e as Error).message})`);
-  }
-}
-
-/**
- * Write the trainable tensors and AdamW moments (f32, exact) to a fresh `checkpoint-<step>`
- * folder, then point train_state.json at it (temp + rename), then delete the older folder:
- * a crash at any moment leaves one complete checkpoint.
- */
-async function saveTrainState(
-  out: string,
-  trainable: Trainable,
-  state: AdamWState,
-  lora: LoraConfig | null,
-  info: { options: EmbedTrainOptions; step: number; seconds: number },
-): Promise<void> {
-  const name = `checkpoint-${info.step}`;
-  const dir = `${out}/${name}`;
-  const previous = await readState(out);
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
-  await Deno.mkdir(dir, { recursive: true });
-  const names = trainableNames(trainable, lora !== null);
-  const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
-  const groups = [["param", trainable], ["m", state.m], ["v", state.v]] as const;
-  for (const [prefix, tree] of groups) {
-    const ls = leaves(tree);
-    for (let i = 0; i < ls.length; i++) {
-      tensors[`${prefix}.${names[i]}`] = {
-        dtype: "F32",
-        shape: [...ls[i]!.shape],
-        data: Float32Array.from(await ls[i]!.data()),
-      };
-    }
-  }
-  await writeSafetensors(`${dir}/train_state.safetensors`, tensors);
-  const saved: SavedState = {
-    options: info.options,
-    step: info.step,
-    seconds: info.seconds,
-    checkpoint: name,
-  };
-  const tmp = `${out}/train_state.json.tmp-${Deno.pid}`;
-  await Deno.writeTextFile(tmp, JSON.stringify(saved, null, 2) + "\n");
-  await Deno.rename(tmp, `${out}/train_state.json`);
-  if (previous && previous.checkpoint !== name) {
-    await Deno.remove(`${out}/${previous.checkpoint}`, { recursive: true }).catch(() => {});
-  }
-}
-
-async function loadTrainState(
-  dir: string,
-  template: Trainable,
-  state: AdamWState,
-  lora: LoraConfig | null,
-): Promise<{ trainable: Trainable; state: AdamWState }> {
-  using ckpt = await Checkpoint.open(dir, "train_state");
-  const names = trainableNames(template, lora !== null);
-  const load = async (prefix: string, tree: PyTree, device: Device) => {
-    const out: Tensor[] = [];
-    for (const n of names) out.push(await ckpt.load(`${prefix}.${n}`, device));
-    return unflatten(tree, out);
-  };
-  const device = leaves(template)[0]!.device;
-  return {
-    trainable: await load("param", template, device) as Trainable,
-    state: {
-      step: state.step,
-      m: await load("m", state.m, device),
-      v: await load("v", state.v, device),
-    },
-  };
-}
-
-/** Keep the log lines up to `step` (a resumed run rewrites what came after). */
-async function truncateLog(path: string, step: number): Promise<void> {
-  const text = await Deno.readTextFile(path).catch(() => "");
-  const kept = text.split("\n").filter((l) => l.trim() !== "" && JSON.parse(l).step <= step);
-  await Deno.writeTextFile(path, kept.map((l) => l + "\n").join(""));
 }

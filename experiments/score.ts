@@ -1,5 +1,5 @@
 // `deno task score`: per-token log-probabilities, mean NLL per row, overall perplexity.
-import { decoder } from "../qwen/decoder.ts";
+import { decoderAsync } from "../qwen/decoder.ts";
 import { tensor } from "../tensor/create.ts";
 import { crossEntropy } from "../tensor/ops/cross_entropy.ts";
 import { reshape, slice } from "../tensor/ops/layout.ts";
@@ -66,7 +66,7 @@ await runCommand("score", async () => {
     }
     const losses = await scopeAsync(async () => {
       const x = tensor(Int32Array.from(ids), [1, ids.length], { device });
-      const { logits } = decoder(model.params, x, model.config);
+      const { logits } = await decoderAsync(model.params, x, model.config);
       const v = model.config.vocabSize, n = ids.length - 1;
       const flat = reshape(slice(logits!, [0, 0, 0], [1, n, v]), [n, v]);
       const targets = tensor(Int32Array.from(ids.slice(1)), [n], { device });

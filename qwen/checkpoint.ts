@@ -9,6 +9,7 @@ import { SafetensorsError, SafetensorsFile, type TensorInfo } from "../tensor/sa
 import type { Tensor } from "../tensor/tensor.ts";
 import { fmtShape } from "../tensor/tensor.ts";
 import { treeFromNames } from "../nn/params.ts";
+import type { ExpertParams, MoeMlpParams } from "./moe.ts";
 import { ConfigError, expectedShapes, type Qwen2Config, readQwen2Config } from "./config.ts";
 
 /** The tensors of a model directory, by name, each in its file. */
@@ -159,7 +160,8 @@ export interface LayerParams {
     v_proj: LinearParams;
     o_proj: LinearParams;
   };
-  mlp: { gate_proj: LinearParams; up_proj: LinearParams; down_proj: LinearParams };
+  /** The dense SwiGLU MLP, or (UBMoE / Qwen2-MoE) a router and experts. */
+  mlp: ExpertParams | MoeMlpParams;
 }
 
 /** The params tree of Qwen2ForCausalLM. */

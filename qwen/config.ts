@@ -20,8 +20,22 @@ export interface Qwen2Config {
   readonly torchDtype: string | undefined;
   readonly bosTokenId: number | undefined;
   readonly eosTokenId: number | readonly number[] | undefined;
+  /** Mixture-of-experts MLPs (UBMoE, Qwen2-MoE routing) when config.json has `num_experts`. */
+  readonly moe: MoeConfig | undefined;
   /** The whole JSON object, for fields this project does not interpret (kept when writing). */
   readonly raw: Readonly<Record<string, unknown>>;
+}
+
+/** The routing fields of a mixture-of-experts config (Qwen2-MoE names). */
+export interface MoeConfig {
+  /** `num_experts`: experts per layer. */
+  readonly numExperts: number;
+  /** `num_experts_per_tok`: top-k (default 1). */
+  readonly numExpertsPerTok: number;
+  /** `norm_topk_prob`: renormalise the chosen probabilities to sum 1 (default false). */
+  readonly normTopkProb: boolean;
+  /** `router_aux_loss_coef`: weight of the load-balancing loss in training (default 0). */
+  readonly routerAuxLossCoef: number;
 }
 
 /** A config problem: `config.json: field 'hidden_size' …`. */
@@ -62,8 +76,10 @@ export function parseQwen2Config(json: unknown, source = "config.json"): Qwen2Co
     fail("architectures", `must be a list of strings, got ${JSON.stringify(archs)}`);
   }
   const modelType = c.model_type;
-  if (modelType !== undefined && modelType !== "qwen2" && modelType !== "ubmoe_qwen2") {
-    fail("model_type", `must be "qwen2", got ${JSON.stringify(modelType)}`);
+  if (
+    modelType !== undefined && !["qwen2", "ubmoe_qwen2", "qwen2_moe"].includes(modelType as string)
+  ) {
+    fail("model_type", `must be "qwen2" (or "ubmoe_qwen2"), got ${JSON.stringify(modelType)}`);
   }
   const hiddenSize = positiveInt("hidden_size");
   const numAttentionHeads = positiveInt("num_attention_heads");
@@ -108,6 +124,35 @@ export function parseQwen2Config(json: unknown, source = "config.json"): Qwen2Co
     }
     eosTokenId = eos as number[];
   } else eosTokenId = optionalId("eos_token_id");
+  let moe: MoeConfig | undefined;
+  if (c.num_experts !== undefined && c.num_experts !== null) {
+    const numExperts = positiveInt("num_experts");
+    const k = c.num_experts_per_tok ?? 1;
+    if (typeof k !== "number" || !Number.isInteger(k) || k < 1 || k > numExperts) {
+      fail(
+        "num_experts_per_tok",
+        `must be an integer in 1..${numExperts}, got ${JSON.stringify(k)}`,
+      );
+    }
+    const norm = c.norm_topk_prob ?? false;
+    if (typeof norm !== "boolean") {
+      fail("norm_topk_prob", `must be true or false, got ${JSON.stringify(norm)}`);
+    }
+    const aux = c.router_aux_loss_coef ?? 0;
+    if (typeof aux !== "number" || !(aux >= 0)) {
+      fail("router_aux_loss_coef", `must be a number ≥ 0, got ${JSON.stringify(aux)}`);
+    }
+    const shared = c.shared_expert_intermediate_size;
+    if (typeof shared === "number" && shared > 0) {
+      fail("shared_expert_intermediate_size", "is not supported (UBMoE has no shared expert)");
+    }
+    moe = {
+      numExperts,
+      numExpertsPerTok: k as number,
+      normTopkProb: norm as boolean,
+      routerAuxLossCoef: aux as number,
+    };
+  }
   return {
     vocabSize: positiveInt("vocab_size"),
     hiddenSize,
@@ -123,6 +168,7 @@ export function parseQwen2Config(json: unknown, source = "config.json"): Qwen2Co
     torchDtype: dtype as string | undefined,
     bosTokenId: optionalId("bos_token_id"),
     eosTokenId,
+    moe,
     raw: c,
   };
 }
@@ -134,7 +180,10 @@ export async function readQwen2Config(dir: string): Promise<Qwen2Config> {
   return parseQwen2Config(json, path);
 }
 
-/** The expected shape of every weight of a dense Qwen2 model, by Hugging Face name. */
+/**
+ * The expected shape of every weight of a Qwen2 model, by Hugging Face name (a
+ * mixture-of-experts config has `mlp.gate` and `mlp.experts.E.*` instead of the dense MLP).
+ */
 export function expectedShapes(cfg: Qwen2Config): Map<string, number[]> {
   const { hiddenSize: h, intermediateSize: i, vocabSize: v, headDim: d } = cfg;
   const qOut = cfg.numAttentionHeads * d, kvOut = cfg.numKeyValueHeads * d;
@@ -153,9 +202,15 @@ export function expectedShapes(cfg: Qwen2Config): Map<string, number[]> {
     shapes.set(`${p}self_attn.v_proj.weight`, [kvOut, h]);
     shapes.set(`${p}self_attn.v_proj.bias`, [kvOut]);
     shapes.set(`${p}self_attn.o_proj.weight`, [h, qOut]);
-    shapes.set(`${p}mlp.gate_proj.weight`, [i, h]);
-    shapes.set(`${p}mlp.up_proj.weight`, [i, h]);
-    shapes.set(`${p}mlp.down_proj.weight`, [h, i]);
+    const experts = cfg.moe
+      ? Array.from({ length: cfg.moe.numExperts }, (_, e) => `${p}mlp.experts.${e}.`)
+      : [`${p}mlp.`];
+    if (cfg.moe) shapes.set(`${p}mlp.gate.weight`, [cfg.moe.numExperts, h]);
+    for (const x of experts) {
+      shapes.set(`${x}gate_proj.weight`, [i, h]);
+      shapes.set(`${x}up_proj.weight`, [i, h]);
+      shapes.set(`${x}down_proj.weight`, [h, i]);
+    }
   }
   if (!cfg.tieWordEmbeddings) shapes.set("lm_head.weight", [v, h]);
   return shapes;

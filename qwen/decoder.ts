@@ -9,13 +9,14 @@ import { mean } from "../tensor/ops/reduce.ts";
 import { softmax } from "../tensor/ops/softmax.ts";
 import { attention, attentionWithDpStats } from "../tensor/ops/attention.ts";
 import { concat, permute, reshape, slice } from "../tensor/ops/layout.ts";
-import { rmsNorm, swiglu } from "../tensor/ops/norm.ts";
+import { rmsNorm } from "../tensor/ops/norm.ts";
 import { rope } from "../tensor/ops/rope.ts";
 import { isTracing } from "../tensor/op.ts";
 import { scope } from "../tensor/scope.ts";
 import { fmtShape, type Tensor } from "../tensor/tensor.ts";
 import type { Qwen2Config } from "./config.ts";
 import type { LayerParams, QwenParams } from "./checkpoint.ts";
+import { expertMlp, moeMlp, routerProbs, type RoutingDecision, topKExperts } from "./moe.ts";
 
 /** Options of `decoder`. */
 export interface DecoderOptions {
@@ -40,6 +41,11 @@ export interface DecoderOptions {
   dp?: boolean | "only";
   /** Also return each layer's full unmasked attention matrices averaged over heads [B, L, L] (small L only). */
   dpMatrices?: boolean;
+  /**
+   * Mixture-of-experts models: the experts chosen per layer (`topKExperts` of the router
+   * probabilities). `decoder` needs them; `decoderAsync` computes them as it goes.
+   */
+  routing?: readonly RoutingDecision[];
 }
 
 /** Per-layer keys and values [B, Hk, S, D] of the tokens seen so far. */
@@ -64,6 +70,15 @@ export interface DecoderOutput {
   dpStats?: Tensor[];
   /** With `dpMatrices`: per layer the unmasked attention averaged over heads, [B, L, L]. */
   dpMatrices?: Tensor[];
+  /** Mixture-of-experts models: per layer the router probabilities [B·T, E] and the choice. */
+  router?: { probs: Tensor[]; decisions: RoutingDecision[] };
+}
+
+/** What a mixture-of-experts layer asks its driver for: the experts of each token. */
+export interface RouterRequest {
+  layer: number;
+  /** Router probabilities [B·T, E]. */
+  probs: Tensor;
 }
 
 /** The LM head weight: lm_head, or the embedding when tied. */
@@ -74,7 +89,8 @@ export function lmHeadWeight(params: QwenParams, config: Qwen2Config): Tensor {
 }
 
 /**
- * Qwen2ForCausalLM forward on token ids [B, T] (i32, right-padded).
+ * Qwen2ForCausalLM forward on token ids [B, T] (i32, right-padded). A mixture-of-experts
+ * model needs `options.routing` here; `decoderAsync` chooses the experts itself.
  * @example
  * const { logits } = decoder(model.params, ids, model.config, { attentionMask });
  */
@@ -84,6 +100,52 @@ export function decoder(
   config: Qwen2Config,
   options: DecoderOptions = {},
 ): DecoderOutput {
+  const steps = decoderSteps(params, inputIds, config, options);
+  let r = steps.next();
+  while (!r.done) {
+    const decision = options.routing?.[r.value.layer];
+    if (!decision) {
+      steps.return(undefined as never);
+      throw new Error(
+        `decoder: layer ${r.value.layer} is a mixture of experts: pass options.routing (or use decoderAsync)`,
+      );
+    }
+    r = steps.next(decision);
+  }
+  return r.value;
+}
+
+/**
+ * `decoder` for any model: a mixture-of-experts layer's router probabilities are read back
+ * and its top-k experts chosen on the host (`topKExperts`) before the layer continues.
+ */
+export async function decoderAsync(
+  params: QwenParams,
+  inputIds: Tensor,
+  config: Qwen2Config,
+  options: DecoderOptions = {},
+): Promise<DecoderOutput> {
+  const steps = decoderSteps(params, inputIds, config, options);
+  let r = steps.next();
+  while (!r.done) {
+    const { probs } = r.value;
+    const [n, e] = probs.shape as [number, number];
+    const decision = topKExperts(await probs.data(), n, e, config.moe!.numExpertsPerTok);
+    r = steps.next(decision);
+  }
+  return r.value;
+}
+
+/**
+ * The forward pass as a generator: it yields at each mixture-of-experts layer with the
+ * router probabilities and continues with the driver's choice (a dense model never yields).
+ */
+export function* decoderSteps(
+  params: QwenParams,
+  inputIds: Tensor,
+  config: Qwen2Config,
+  options: DecoderOptions = {},
+): Generator<RouterRequest, DecoderOutput, RoutingDecision> {
   if (inputIds.rank !== 2 || inputIds.dtype !== "i32") {
     throw new Error(
       `decoder: input ids must be i32 [B, T], got ${inputIds.dtype} ${fmtShape(inputIds.shape)}`,
@@ -102,8 +164,11 @@ export function decoder(
   const hiddenStates: Tensor[] = [h];
   const cacheLayers: { k: Tensor; v: Tensor }[] = [];
   const dpStatsLayers: Tensor[] = [], dpMatrixLayers: Tensor[] = [];
+  const router = { probs: [] as Tensor[], decisions: [] as RoutingDecision[] };
   const last = config.numHiddenLayers - 1;
-  params.model.layers.forEach((layer, i) => {
+  // inference frees each layer's intermediates as it goes; under autograd they must stay
+  const run = <T>(f: () => T): T => isTracing() ? f() : scope(f);
+  for (const [i, layer] of params.model.layers.entries()) {
     const variant = masks[i]!;
     const tokens = variant.tokenArrays.map((name) => {
       const arr = options.tokenArrays?.[name];
@@ -122,17 +187,40 @@ export function decoder(
       dpMatrix: options.dpMatrices ?? false,
       skipMlp: options.dp === "only" && i === last,
     };
-    // inference frees each layer's intermediates as it goes; under autograd they must stay
-    const layerOut = isTracing() ? { h: decoderLayer(layer, h, config, ctx) } : scope(() => {
-      const next = decoderLayer(layer, h, config, ctx);
-      return { h: next, present: ctx.present, dp: ctx.dpStats, matrix: ctx.dpMatrixOut };
+    const attn = run(() => {
+      const x = add(h, attentionBlock(layer, h, config, ctx));
+      if (ctx.skipMlp) return { x, present: ctx.present, dp: ctx.dpStats, m: ctx.dpMatrixOut };
+      const u = rmsNorm(x, layer.post_attention_layernorm.weight, config.rmsNormEps);
+      const probs = "experts" in layer.mlp
+        ? routerProbs(reshape(u, [-1, config.hiddenSize]), layer.mlp.gate)
+        : undefined;
+      return { x, u, probs, present: ctx.present, dp: ctx.dpStats, m: ctx.dpMatrixOut };
     });
-    h = layerOut.h;
-    cacheLayers.push(ctx.present!);
-    if (ctx.dpStats) dpStatsLayers.push(ctx.dpStats);
-    if (ctx.dpMatrix) dpMatrixLayers.push(ctx.dpMatrixOut!);
+    cacheLayers.push(attn.present!);
+    if (attn.dp) dpStatsLayers.push(attn.dp);
+    if (ctx.dpMatrix) dpMatrixLayers.push(attn.m!);
+    if (ctx.skipMlp || !("u" in attn)) {
+      h = attn.x;
+      continue;
+    }
+    const { x, u, probs } = attn;
+    const mlp = layer.mlp;
+    if ("experts" in mlp) {
+      const decision = yield { layer: i, probs: probs! };
+      router.probs.push(probs!);
+      router.decisions.push(decision);
+      h = run(() => {
+        const flat = reshape(u!, [-1, config.hiddenSize]);
+        return add(x, reshape(moeMlp(flat, probs!, mlp, config.moe!, decision), x.shape));
+      });
+    } else h = run(() => add(x, expertMlp(u!, mlp)));
+    if (!isTracing()) {
+      x.dispose();
+      u!.dispose();
+    }
     if (i < last) hiddenStates.push(h);
-  });
+  }
+  const routerOut = router.probs.length > 0 ? { router } : {};
   if (options.dp === "only") {
     return {
       lastHiddenState: h,
@@ -140,6 +228,7 @@ export function decoder(
       cache: { length: past + t, layers: cacheLayers },
       dpStats: dpStatsLayers,
       ...(options.dpMatrices ? { dpMatrices: dpMatrixLayers } : {}),
+      ...routerOut,
     };
   }
   const lastHiddenState = rmsNorm(h, params.model.norm.weight, config.rmsNormEps);
@@ -148,6 +237,7 @@ export function decoder(
     lastHiddenState,
     lastLayerPrenorm: h,
     cache: { length: past + t, layers: cacheLayers },
+    ...routerOut,
   };
   if (options.outputHiddenStates) out.hiddenStates = hiddenStates;
   if (options.dp) out.dpStats = dpStatsLayers;
@@ -179,24 +269,19 @@ interface LayerContext {
   skipMlp?: boolean;
 }
 
-/** One decoder layer: pre-norm attention and SwiGLU MLP, each with a residual. */
-export function decoderLayer(
+/** A layer's attention sub-block on the residual stream h: attention(RMSNorm(h)), before the residual add. */
+export function attentionBlock(
   layer: LayerParams,
   h: Tensor,
   config: Qwen2Config,
   ctx: LayerContext,
 ): Tensor {
-  const a = selfAttention(
+  return selfAttention(
     layer,
     rmsNorm(h, layer.input_layernorm.weight, config.rmsNormEps),
     config,
     ctx,
   );
-  const x = add(h, a);
-  if (ctx.skipMlp) return x;
-  const u = rmsNorm(x, layer.post_attention_layernorm.weight, config.rmsNormEps);
-  const { gate_proj, up_proj, down_proj } = layer.mlp;
-  return add(x, linear(swiglu(linear(u, gate_proj), linear(u, up_proj)), down_proj));
 }
 
 /** Split [B, T, heads·D] into [B, heads, T, D]. */

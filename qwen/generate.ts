@@ -2,10 +2,10 @@
 // cached keys and values. Sampling happens on the host from the last position's logits.
 import { Rng } from "../tensor/random.ts";
 import { tensor } from "../tensor/create.ts";
-import { scope } from "../tensor/scope.ts";
+import { scopeAsync } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { QwenModel } from "./checkpoint.ts";
-import { decoder, type KvCache } from "./decoder.ts";
+import { decoderAsync, type KvCache } from "./decoder.ts";
 
 /** How the next token is chosen. temperature 0 = greedy. */
 export interface SamplingOptions {
@@ -82,9 +82,12 @@ export async function* generate(
   let next = [...promptIds];
   try {
     for (let step = 0; step < options.maxNewTokens; step++) {
-      const out: { logits: Tensor; cache: KvCache } = scope(() => {
+      const out: { logits: Tensor; cache: KvCache } = await scopeAsync(async () => {
         const ids = tensor(Int32Array.from(next), [1, next.length], { device });
-        const r = decoder(model.params, ids, model.config, { cache, lastLogitsOnly: true });
+        const r = await decoderAsync(model.params, ids, model.config, {
+          cache,
+          lastLogitsOnly: true,
+        });
         return { logits: r.logits!, cache: r.cache };
       });
       disposeCache(cache);

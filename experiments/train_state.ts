@@ -1,0 +1,115 @@
+// Checkpoints of the fine-tuning loops (train-embed, ubmoe train): the trained tensors and
+// their AdamW moments in f32 (exact), and a `train_state.json` pointer written last, so a
+// crash at any moment leaves one complete checkpoint and `--resume` continues to the same
+// bytes as an uninterrupted run.
+import { Checkpoint } from "../qwen/checkpoint.ts";
+import type { Device } from "../tensor/device.ts";
+import type { AdamWState } from "../nn/optim.ts";
+import { leaves, type PyTree, unflatten } from "../tensor/pytree.ts";
+import { writeSafetensors } from "../tensor/safetensors.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { foldIn, Rng } from "../tensor/random.ts";
+
+/** train_state.json: the run's options, how far it got and its newest checkpoint folder. */
+export interface RunState<O> {
+  options: O;
+  step: number;
+  seconds: number;
+  checkpoint: string;
+}
+
+/** The run state in `out`, or null when there is none. */
+export async function readRunState<O>(out: string): Promise<RunState<O> | null> {
+  const text = await Deno.readTextFile(`${out}/train_state.json`).catch(() => null);
+  if (text === null) return null;
+  try {
+    return JSON.parse(text) as RunState<O>;
+  } catch (e) {
+    throw new Error(`${out}/train_state.json: invalid JSON (${(e as Error).message})`);
+  }
+}
+
+/**
+ * Write `params` (leaves named by `names`, in leaf order) and the moments to a fresh
+ * `checkpoint-<step>` folder, point train_state.json at it (temp + rename), then delete the
+ * older folder.
+ */
+export async function saveRunState<O>(
+  out: string,
+  params: PyTree,
+  state: AdamWState,
+  names: readonly string[],
+  info: Omit<RunState<O>, "checkpoint">,
+): Promise<void> {
+  const name = `checkpoint-${info.step}`;
+  const dir = `${out}/${name}`;
+  const previous = await readRunState<O>(out);
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  await Deno.mkdir(dir, { recursive: true });
+  const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
+  const groups = [["param", params], ["m", state.m], ["v", state.v]] as const;
+  for (const [prefix, tree] of groups) {
+    const ls = leaves(tree);
+    for (let i = 0; i < ls.length; i++) {
+      tensors[`${prefix}.${names[i]}`] = {
+        dtype: "F32",
+        shape: [...ls[i]!.shape],
+        data: Float32Array.from(await ls[i]!.data()),
+      };
+    }
+  }
+  await writeSafetensors(`${dir}/train_state.safetensors`, tensors);
+  const saved: RunState<O> = { ...info, checkpoint: name };
+  const tmp = `${out}/train_state.json.tmp-${Deno.pid}`;
+  await Deno.writeTextFile(tmp, JSON.stringify(saved, null, 2) + "\n");
+  await Deno.rename(tmp, `${out}/train_state.json`);
+  if (previous && previous.checkpoint !== name) {
+    await Deno.remove(`${out}/${previous.checkpoint}`, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Params and moments of a checkpoint, shaped like `template` (leaves named by `names`). */
+export async function loadRunState<P extends PyTree>(
+  dir: string,
+  template: P,
+  names: readonly string[],
+  step: number,
+  device: Device,
+): Promise<{ params: P; state: AdamWState<P> }> {
+  using ckpt = await Checkpoint.open(dir, "train_state");
+  const load = async (prefix: string) => {
+    const out: Tensor[] = [];
+    for (const n of names) out.push(await ckpt.load(`${prefix}.${n}`, device));
+    return unflatten(template, out);
+  };
+  return { params: await load("param"), state: { step, m: await load("m"), v: await load("v") } };
+}
+
+/** Keep the log lines up to `step` (a resumed run rewrites what came after). */
+export async function truncateLog(path: string, step: number): Promise<void> {
+  const text = await Deno.readTextFile(path).catch(() => "");
+  const kept = text.split("\n").filter((l) => l.trim() !== "" && JSON.parse(l).step <= step);
+  await Deno.writeTextFile(path, kept.map((l) => l + "\n").join(""));
+}
+
+/**
+ * The item indices of batch `index` (0-based over the whole run) of `n` items: a seeded
+ * Fisher–Yates shuffle per epoch, `size` items per batch (the last batch of an epoch may be
+ * short), `perEpoch` batches per epoch.
+ */
+export function shuffledBatch(
+  n: number,
+  index: number,
+  size: number,
+  seed: number,
+  perEpoch: number,
+): number[] {
+  const epoch = Math.floor(index / perEpoch), j = index % perEpoch;
+  const order = Array.from({ length: n }, (_, i) => i);
+  const rng = new Rng(foldIn(seed, epoch));
+  for (let i = n - 1; i > 0; i--) {
+    const k = rng.int(i + 1);
+    [order[i], order[k]] = [order[k]!, order[i]!];
+  }
+  return order.slice(j * size, (j + 1) * size);
+}

@@ -1,0 +1,245 @@
+// Router training of a UBMoE model (the paper's train_ubmoe.py, DESIGN 3.6): SFT on chat
+// rows, next-token cross-entropy on the assistant tokens only, only the routers `mlp.gate`
+// learn (no gradient is computed for anything else), an optional Switch-style
+// load-balancing loss, AdamW with clipping; atomic checkpoints and an exact resume.
+// Each step first chooses the experts with the current routers (a forward without the LM
+// head, read back per layer), then differentiates the loss with that routing fixed.
+import { valueAndGrad } from "../autograd/grad.ts";
+import { causalLmLoss, ignoreIndex } from "../nn/losses.ts";
+import { adamw, type AdamWState, clipFactor } from "../nn/optim.ts";
+import { hfLinearWarmup } from "../nn/schedules.ts";
+import type { QwenModel, QwenParams } from "../qwen/checkpoint.ts";
+import { decoder, decoderAsync } from "../qwen/decoder.ts";
+import { loadBalancingLoss, type RoutingDecision } from "../qwen/moe.ts";
+import { routersOf, withRouters } from "../qwen/ubmoe.ts";
+import { tensor } from "../tensor/create.ts";
+import type { Device } from "../tensor/device.ts";
+import { add, cast, mul } from "../tensor/ops/elementwise.ts";
+import { gather } from "../tensor/ops/gather.ts";
+import { concat, reshape } from "../tensor/ops/layout.ts";
+import { leaves } from "../tensor/pytree.ts";
+import { scope, scopeAsync } from "../tensor/scope.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import type { SftExample } from "./chat_sft.ts";
+import {
+  loadRunState,
+  readRunState,
+  saveRunState,
+  shuffledBatch,
+  truncateLog,
+} from "./train_state.ts";
+
+/** Everything that determines a router-training run (saved; a resume must match it). */
+export interface UbmoeTrainOptions {
+  lr: number;
+  steps: number;
+  /** Conversations per step. */
+  batch: number;
+  warmup: number;
+  maxTokens: number;
+  /** Weight of the load-balancing loss (0 = none). */
+  auxLossCoef: number;
+  seed: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  clip: number;
+  saveEvery: number;
+  logEvery: number;
+  dataId: string;
+  modelId: string;
+}
+
+/** One JSONL record of the log. */
+export interface UbmoeLogRecord {
+  step: number;
+  loss: number;
+  gradNorm: number;
+  lr: number;
+  /** Fraction of real tokens sent to the bidirectional expert, per layer (slot 1 of top-k). */
+  biFraction: number[];
+  seconds: number;
+}
+
+/** Callbacks of the loop. */
+export interface UbmoeTrainHooks {
+  onStep?: (step: number, total: number, tokens: number, loss: number | undefined) => void;
+  shouldStop?: () => boolean;
+}
+
+/** The loss of a batch with the routing fixed: SFT cross-entropy (+ coef · load balancing). */
+export function routerLoss(
+  routers: Tensor[],
+  params: QwenParams,
+  model: QwenModel,
+  batch: {
+    ids: Tensor;
+    mask: Tensor;
+    labels: Tensor;
+    routing: readonly RoutingDecision[];
+    realRows: Tensor;
+    realDecisions: RoutingDecision[];
+  },
+  auxLossCoef: number,
+): Tensor {
+  const out = decoder(withRouters(params, routers), batch.ids, model.config, {
+    attentionMask: batch.mask,
+    routing: batch.routing,
+  });
+  const lm = causalLmLoss(out.logits!, batch.ids, batch.mask, batch.labels);
+  if (auxLossCoef === 0) return lm;
+  // padding is not a token: the balance counts real rows only (as HF with attention_mask)
+  const probs = out.router!.probs.map((p) => gather(p, batch.realRows));
+  return add(
+    lm,
+    mul(loadBalancingLoss(probs, batch.realDecisions, model.config.moe!), auxLossCoef),
+  );
+}
+
+/** Right-padded ids, mask and labels [B, T] of SFT examples (labels −100 at padding). */
+function padExamples(examples: readonly SftExample[], device: Device) {
+  const b = examples.length, t = Math.max(...examples.map((e) => e.ids.length));
+  const ids = new Int32Array(b * t), mask = new Int32Array(b * t);
+  const labels = new Int32Array(b * t).fill(ignoreIndex);
+  const real: number[] = [];
+  examples.forEach((e, i) => {
+    ids.set(e.ids, i * t);
+    labels.set(e.labels, i * t);
+    mask.fill(1, i * t, i * t + e.ids.length);
+    for (let j = 0; j < e.ids.length; j++) real.push(i * t + j);
+  });
+  const make = (v: Int32Array) => tensor(v, [b, t], { dtype: "i32", device });
+  return { ids: make(ids), mask: make(mask), labels: make(labels), real };
+}
+
+/** Train the routers of a UBMoE `model` (or resume in `out`); returns the final routers. */
+export async function trainRouters(
+  model: QwenModel,
+  examples: readonly SftExample[],
+  o: UbmoeTrainOptions,
+  out: string,
+  device: Device,
+  resume: boolean,
+  hooks: UbmoeTrainHooks = {},
+): Promise<
+  { routers: Tensor[]; steps: number; seconds: number; losses: number[]; stopped: boolean }
+> {
+  const moe = model.config.moe!;
+  const perEpoch = Math.ceil(examples.length / o.batch);
+  const schedule = hfLinearWarmup({ peak: o.lr, warmup: o.warmup, total: o.steps });
+  const optimizer = adamw({
+    lr: schedule,
+    beta1: o.beta1,
+    beta2: o.beta2,
+    eps: o.eps,
+    weightDecay: o.weightDecay,
+  });
+  const names = model.params.model.layers.map((_, i) => `model.layers.${i}.mlp.gate.weight`);
+  await Deno.mkdir(out, { recursive: true });
+  const logPath = `${out}/train_log.jsonl`;
+  let routers = scope(() => routersOf(model.params).map((r) => cast(r, "f32")));
+  let state: AdamWState = optimizer.init(routers);
+  let step = 0, priorSeconds = 0;
+  const saved = resume ? await readRunState<UbmoeTrainOptions>(out) : null;
+  if (saved) {
+    if (JSON.stringify(saved.options) !== JSON.stringify(o)) {
+      throw new Error(
+        `${out}/train_state.json: saved with different options or data; start a fresh --out`,
+      );
+    }
+    const restored = await loadRunState(
+      `${out}/${saved.checkpoint}`,
+      routers,
+      names,
+      saved.step,
+      device,
+    );
+    for (const t of [...routers, ...leaves([state.m, state.v])]) t.dispose();
+    ({ params: routers, state } = restored);
+    step = saved.step;
+    priorSeconds = saved.seconds;
+    await truncateLog(logPath, step);
+  } else await Deno.writeTextFile(logPath, "");
+
+  const lossAndGrad = valueAndGrad(routerLoss);
+  const startedAt = performance.now();
+  const seconds = () => priorSeconds + (performance.now() - startedAt) / 1000;
+  const losses: number[] = [];
+  let pending: { step: number; lr: number; record: Tensor; biFraction: number[] }[] = [];
+  let lastLoss: number | undefined;
+  const flush = async () => {
+    if (pending.length === 0) return;
+    const joined = concat(pending.map((p) => p.record), 0);
+    const values = await joined.data();
+    joined.dispose();
+    const records: UbmoeLogRecord[] = pending.map((p, i) => ({
+      step: p.step,
+      loss: values[2 * i]!,
+      gradNorm: values[2 * i + 1]!,
+      lr: p.lr,
+      biFraction: p.biFraction,
+      seconds: Math.round(seconds() * 10) / 10,
+    }));
+    for (const p of pending) p.record.dispose();
+    pending = [];
+    const bad = records.find((r) => !Number.isFinite(r.loss));
+    if (bad) throw new Error(`ubmoe train: the loss is not finite at step ${bad.step}`);
+    for (const r of records) losses.push(r.loss);
+    lastLoss = records.at(-1)!.loss;
+    await Deno.writeTextFile(logPath, records.map((r) => JSON.stringify(r) + "\n").join(""), {
+      append: true,
+    });
+  };
+  let stopped = false;
+  while (step < o.steps) {
+    const lr = schedule(step);
+    const batch = shuffledBatch(examples.length, step, o.batch, o.seed, perEpoch)
+      .map((i) => examples[i]!);
+    const { ids, mask, labels, real } = padExamples(batch, device);
+    // the routing of this step: the current routers' top-k on the host
+    const routing = await scopeAsync(async () => {
+      const r = await decoderAsync(withRouters(model.params, routers), ids, model.config, {
+        attentionMask: mask,
+        logits: false,
+      });
+      return r.router!.decisions;
+    });
+    const k = moe.numExpertsPerTok;
+    const realDecisions = routing.map((d) =>
+      Int32Array.from(real.flatMap((r) => [...d.subarray(r * k, r * k + k)]))
+    );
+    const biFraction = realDecisions.map((d) => d.filter((x) => x === 1).length / d.length);
+    const next = scope(() => {
+      const realRows = tensor(Int32Array.from(real), [real.length], { dtype: "i32", device });
+      const [loss, grads] = lossAndGrad(
+        routers,
+        model.params,
+        model,
+        { ids, mask, labels, routing, realRows, realDecisions },
+        o.auxLossCoef,
+      );
+      const [factor, norm] = clipFactor(grads, o.clip);
+      const [r2, s2] = optimizer.update(grads, state, routers, { gradScale: factor });
+      return {
+        routers: r2,
+        state: s2,
+        record: concat([reshape(loss, [1]), reshape(norm, [1])], 0),
+      };
+    });
+    for (const t of [ids, mask, labels, ...routers, ...leaves([state.m, state.v])]) t.dispose();
+    routers = next.routers;
+    state = next.state;
+    step++;
+    pending.push({ step, lr, record: next.record, biFraction });
+    stopped = hooks.shouldStop?.() ?? false;
+    if (step % o.logEvery === 0 || step === o.steps || stopped) await flush();
+    hooks.onStep?.(step, o.steps, real.length, lastLoss);
+    if ((o.saveEvery > 0 && step % o.saveEvery === 0) || step === o.steps || stopped) {
+      await saveRunState(out, routers, state, names, { options: o, step, seconds: seconds() });
+    }
+    if (stopped) break;
+  }
+  await flush();
+  return { routers, steps: step, seconds: seconds(), losses, stopped };
+}
