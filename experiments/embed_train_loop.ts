@@ -131,16 +131,18 @@ export function microBatchIndices(
 }
 
 /**
- * AnglE's duplicate filter: walking the batch in order, a pair is dropped when either of its
- * token sequences already occurred in the batch (its own anchor included).
+ * AnglE's duplicate filter (`AngleDataCollator`): walking the batch in order, a pair is
+ * dropped when its anchor already occurred (its positive then is not recorded), or when its
+ * positive occurred (its own anchor included).
  */
 export function dropDuplicates(pairs: readonly TokenPair[]): TokenPair[] {
   const seen = new Set<string>();
   const kept: TokenPair[] = [];
   for (const pair of pairs) {
     const ka = pair.a.join(","), kp = pair.p.join(",");
-    const duplicate = seen.has(ka) || ka === kp || seen.has(kp);
+    if (seen.has(ka)) continue;
     seen.add(ka);
+    const duplicate = seen.has(kp);
     seen.add(kp);
     if (!duplicate) kept.push(pair);
   }
@@ -162,8 +164,9 @@ export function loraConfigOf(o: EmbedTrainOptions, baseModel: string): LoraConfi
 
 /** Flat names of the trainable tensors, in leaf order (checkpoint names). */
 function trainableNames(trainable: Trainable, isLora: boolean): string[] {
-  if (!isLora) return Object.keys(trainable);
-  return Object.keys(trainable).flatMap((m) => [`${m}.lora_A`, `${m}.lora_B`]);
+  // leaves() visits object keys sorted: the names follow the same order
+  const keys = Object.keys(trainable).sort();
+  return isLora ? keys.flatMap((m) => [`${m}.lora_A`, `${m}.lora_B`]) : keys;
 }
 
 /** Fresh trainable parameters for a run. */
@@ -219,6 +222,11 @@ export async function trainEmbed(
     a: promptIds(tokenizer, p.text, o.maxTokens),
     p: promptIds(tokenizer, p.positive, o.maxTokens),
   }));
+  if (tokenPairs.every((p) => p.a.join(",") === p.p.join(","))) {
+    throw new Error(
+      `train-embed: every pair's two texts are the same tokens after truncation to ${o.maxTokens} tokens (raise --max-tokens)`,
+    );
+  }
   const plan = schedulePlan(pairs.length, o);
   const schedule = hfLinearWarmup({ peak: o.lr, warmup: o.warmup, total: plan.scheduled });
   const optimizer = adamw({
@@ -295,8 +303,12 @@ export async function trainEmbed(
       let gradSum: Trainable | null = null, lossSum: Tensor | null = null;
       let micros = 0;
       for (let k = 0; k < o.gradAccum; k++) {
-        const micro = step * o.gradAccum + k;
-        if (micro >= plan.microPerEpoch * o.epochs) break;
+        // micro-batches are grouped within an epoch (as the HF Trainer): an epoch's last
+        // step may have fewer than gradAccum of them
+        const epoch = Math.floor(step / plan.stepsPerEpoch);
+        const local = (step % plan.stepsPerEpoch) * o.gradAccum + k;
+        if (local >= plan.microPerEpoch) break;
+        const micro = epoch * plan.microPerEpoch + local;
         const idx = microBatchIndices(pairs.length, micro, o, plan.microPerEpoch);
         const kept = dropDuplicates(idx.map((i) => tokenPairs[i]!));
         if (kept.length === 0) continue;

@@ -21,13 +21,16 @@ export function applyPrompt(text: string, template = embeddingPrompt): string {
 }
 
 /**
- * The paper's sentence clean-up before STS evaluation: a final `?` becomes `.`, and a `.` is
- * added when the sentence has no final punctuation.
+ * The sentence clean-up of the paper's STS evaluation (PromptEOL's batcher, which BeLLM and
+ * the paper reuse): a `.` is added unless the sentence ends in `. ? " '`, double quotes
+ * become single quotes, and a final `?` becomes `.`.
  */
 export function cleanSentence(sentence: string): string {
-  const s = sentence.trim();
-  if (s.endsWith("?")) return s.slice(0, -1) + ".";
-  return /[.!?;:,"'”’)]$/.test(s) ? s : s + ".";
+  let s = sentence.trim();
+  if (s.length > 0 && !`.?"'`.includes(s[s.length - 1]!)) s += ".";
+  s = s.replaceAll('"', "'");
+  if (s.endsWith("?")) s = s.slice(0, -1) + ".";
+  return s;
 }
 
 /** Token ids of one text inside the prompt, cut to `maxTokens` (right truncation). */
