@@ -10,6 +10,7 @@ import { benchDp } from "./dp.ts";
 import { benchQwen } from "./qwen.ts";
 import { benchRows } from "./rows.ts";
 import { benchTrainEmbed } from "./train_embed.ts";
+import { benchUbmoe } from "./ubmoe.ts";
 
 const suites: Record<string, (device: Device) => Promise<Record<string, number>>> = {
   rows: benchRows,
@@ -18,6 +19,7 @@ const suites: Record<string, (device: Device) => Promise<Record<string, number>>
   qwen: benchQwen,
   dp: benchDp,
   embed: benchTrainEmbed,
+  ubmoe: benchUbmoe,
 };
 
 const { values } = parseArgs({

@@ -194,6 +194,7 @@ export function map(
 
 /** The strided copy (permute / slice / pad / broadcastTo). */
 export function copy(dev: WebGpuDevice, x: GpuTensor, out: Meta, plan: StridedCopy): Storage {
+  if (movesWholeTexels(x, out, plan)) return copyTexels(dev, x, out, plan);
   const extra = [
     ...pad8(plan.stride),
     ...pad8(plan.shift.map((s) => s >>> 0)),
@@ -210,6 +211,57 @@ export function copy(dev: WebGpuDevice, x: GpuTensor, out: Meta, plan: StridedCo
   }
   return ld_x0(u32(off));`;
   return elementwise(dev, { name: "copy", inputs: [x], out, body, extra });
+}
+
+/**
+ * True when every output texel is one aligned input texel (or zero padding): 32-bit data,
+ * the last axis kept whole and contiguous with a multiple-of-4 length, every other stride a
+ * multiple of 4. Head splits and merges ([B, T, H, D] ↔ [B, H, T, D]) are of this kind.
+ */
+function movesWholeTexels(x: GpuTensor, out: Meta, plan: StridedCopy): boolean {
+  const r = out.shape.length;
+  if (r === 0 || (x.dtype !== "f32" && x.dtype !== "i32") || out.dtype !== x.dtype) return false;
+  const inner = out.shape[r - 1]!, shift = plan.shift[r - 1]!;
+  return inner % 4 === 0 && plan.stride[r - 1] === 1 && shift % 4 === 0 && shift >= 0 &&
+    shift + inner <= plan.limit[r - 1]! && plan.stride.slice(0, -1).every((s) => s % 4 === 0);
+}
+
+/** The strided copy one texel per invocation (see `movesWholeTexels`): 1 load, 1 store. */
+function copyTexels(dev: WebGpuDevice, x: GpuTensor, out: Meta, plan: StridedCopy): Storage {
+  const n = sizeOf(out.shape), rank = out.shape.length;
+  const storage = dev.allocFor(out);
+  if (n === 0) return storage;
+  const words = [
+    n,
+    rank,
+    ...pad8(out.shape),
+    ...pad8(plan.stride),
+    ...pad8(plan.shift.map((s) => s >>> 0)),
+    ...pad8(plan.limit),
+  ];
+  const zero = x.dtype === "i32" ? "vec4<i32>()" : "vec4<f32>()";
+  const code = `
+const X = 10u;
+${entry()} {
+  ${invocationIndex("u(0u) / 4u")}
+  var rem = id * 4u; var off = 0i;
+  for (var d = i32(u(1u)) - 1; d >= 0; d--) {
+    let dim = u(2u + u32(d));
+    let c = i32(rem % dim) + ui(X + 8u + u32(d));
+    rem /= dim;
+    if (c < 0 || c >= i32(u(X + 16u + u32(d)))) { st_out(id, ${zero}); return; }
+    off += c * i32(u(X + u32(d)));
+  }
+  st_out(id, ld4_x0(u32(off) / 4u));
+}`;
+  dev.dispatch({
+    code,
+    inputs: [{ name: "x0", tensor: x }],
+    outputs: [{ name: "out", storage }],
+    uniforms: words,
+    workgroups: grid(n / 4),
+  });
+  return storage;
 }
 
 /** A constant. */
