@@ -138,7 +138,8 @@ export async function trainRouters(
   const names = model.params.model.layers.map((_, i) => `model.layers.${i}.mlp.gate.weight`);
   await Deno.mkdir(out, { recursive: true });
   const logPath = `${out}/train_log.jsonl`;
-  let routers = scope(() => routersOf(model.params).map((r) => cast(r, "f32")));
+  // copies, not the model's own tensors (cast to f32 is the identity): the loop disposes them
+  let routers = scope(() => routersOf(model.params).map((r) => mul(cast(r, "f32"), 1)));
   let state: AdamWState = optimizer.init(routers);
   let step = 0, priorSeconds = 0;
   const saved = resume ? await readRunState<UbmoeTrainOptions>(out) : null;
