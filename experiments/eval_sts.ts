@@ -44,6 +44,7 @@ const spec = {
       help: "skip the paper's clean-up (final '?' → '.', '.' added if no final punctuation)",
     },
     batch: { type: "number", default: 32, help: "sentences per forward pass" },
+    "max-rows": { type: "number", default: 0, help: "use at most N rows per set (0 = all)" },
     "max-tokens": { type: "number", default: 1024, help: "truncate each prompt to N tokens" },
     json: { type: "string", metavar: "OUT", help: "write every figure as JSON to OUT" },
     backend: modelFlags.backend,
@@ -124,7 +125,8 @@ if (import.meta.main) {
       clean: !(flags["no-clean"] ?? false),
     };
     const sets = new Map<string, StsRow[]>();
-    for (const path of flags.data) sets.set(path, await readStsRows(path));
+    const maxRows = intFlag("max-rows", flags["max-rows"]) || Infinity;
+    for (const path of flags.data) sets.set(path, (await readStsRows(path)).slice(0, maxRows));
     const device = await openDevice(flags.backend);
     const { model: base, tokenizer } = await openModel(flags.model, device);
     if (!tokenizer) throw new UserError(`${flags.model}: no tokenizer.json (needed for sentences)`);

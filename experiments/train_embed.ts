@@ -55,6 +55,7 @@ const spec = {
     warmup: { type: "number", default: 120, help: "linear warmup steps (then linear decay)" },
     epochs: { type: "number", default: 1, help: "passes over the data" },
     "max-steps": { type: "number", default: 0, help: "stop after N optimizer steps (0 = all)" },
+    "max-pairs": { type: "number", default: 0, help: "use only the first N pairs (0 = all)" },
     "max-tokens": { type: "number", default: 1024, help: "truncate each prompt to N tokens" },
     tau: { type: "number", default: 20, help: "temperature factor τ of the loss" },
     seed: { type: "number", default: 42, help: "seed of LoRA init, data order and dropout" },
@@ -107,7 +108,8 @@ if (import.meta.main) {
     }
     const full = flags.full ?? false;
     const out = flags.out ?? `runs/embed-${target.name.toLowerCase()}${full ? "-full" : ""}`;
-    const pairs = await readPairs(flags.data);
+    const maxPairs = intFlag("max-pairs", flags["max-pairs"]) || Infinity;
+    const pairs = (await readPairs(flags.data)).slice(0, maxPairs);
     const stat = async (p: string) => (await Deno.stat(p).catch(() => null))?.size ?? 0;
     const options: EmbedTrainOptions = {
       target: target.name,
