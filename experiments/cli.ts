@@ -132,3 +132,25 @@ export function intFlag(name: string, value: number, min = 0): number {
   }
   return value;
 }
+
+/**
+ * Ctrl-C asks a training command to stop after its current step and write a checkpoint;
+ * a second Ctrl-C aborts at once. Call `release` when the loop is over.
+ */
+export function stopOnInterrupt(
+  command: string,
+): { requested: () => boolean; release: () => void } {
+  let requested = false;
+  const onSigint = () => {
+    if (requested) Deno.exit(130);
+    requested = true;
+    console.error(
+      `\n${command}: stopping after this step (checkpoint follows; Ctrl-C again to abort)`,
+    );
+  };
+  Deno.addSignalListener("SIGINT", onSigint);
+  return {
+    requested: () => requested,
+    release: () => Deno.removeSignalListener("SIGINT", onSigint),
+  };
+}

@@ -32,6 +32,8 @@ import {
   readRunState,
   saveRunState,
   shuffledBatch,
+  StepLog,
+  type StepRecord,
   truncateLog,
 } from "./train_state.ts";
 
@@ -76,14 +78,7 @@ interface TokenPair {
 export type Trainable = LoraParams | Record<string, Tensor>;
 
 /** One JSONL record of the log. */
-export interface EmbedLogRecord {
-  step: number;
-  loss: number;
-  gradNorm: number;
-  lr: number;
-  pairs: number;
-  seconds: number;
-}
+export type EmbedLogRecord = StepRecord<{ lr: number; pairs: number }>;
 
 /** Callbacks of the loop. */
 export interface EmbedTrainHooks {
@@ -266,34 +261,9 @@ export async function trainEmbed(
   const lossAndGrad = valueAndGrad(batchLoss);
   const startedAt = performance.now();
   const seconds = () => priorSeconds + (performance.now() - startedAt) / 1000;
-  const losses: number[] = [];
-  let pending: { step: number; lr: number; pairs: number; record: Tensor }[] = [];
-  let lastLoss: number | undefined;
+  const log = new StepLog<{ lr: number; pairs: number }>(logPath, "train-embed", seconds);
   const flush = async () => {
-    if (pending.length === 0) return;
-    const joined = concat(pending.map((p) => p.record), 0);
-    const values = await joined.data();
-    joined.dispose();
-    const records: EmbedLogRecord[] = pending.map((p, i) => ({
-      step: p.step,
-      loss: values[2 * i]!,
-      gradNorm: values[2 * i + 1]!,
-      lr: p.lr,
-      pairs: p.pairs,
-      seconds: Math.round(seconds() * 10) / 10,
-    }));
-    for (const p of pending) p.record.dispose();
-    pending = [];
-    const bad = records.find((r) => !Number.isFinite(r.loss));
-    if (bad) throw new Error(`train-embed: the loss is not finite at step ${bad.step}`);
-    for (const r of records) {
-      losses.push(r.loss);
-      hooks.onLog?.(r);
-    }
-    lastLoss = records.at(-1)!.loss;
-    await Deno.writeTextFile(logPath, records.map((r) => JSON.stringify(r) + "\n").join(""), {
-      append: true,
-    });
+    for (const r of await log.flush()) hooks.onLog?.(r);
   };
   let pairsSeen = 0, stopped = false;
   while (step < plan.total) {
@@ -340,13 +310,13 @@ export async function trainEmbed(
       for (const t of [...leaves(trainable), ...leaves([state.m, state.v])]) t.dispose();
       trainable = next.trainable;
       state = next.state;
-      pending.push({ step: step + 1, lr, pairs: stepPairs, record: next.record });
+      log.push(step + 1, next.record, { lr, pairs: stepPairs });
     } else state = { ...state, step: state.step + 1 };
     step++;
     pairsSeen += stepPairs;
     stopped = hooks.shouldStop?.() ?? false;
     if (step % o.logEvery === 0 || step === plan.total || stopped) await flush();
-    hooks.onStep?.(step, plan.total, stepPairs, lastLoss);
+    hooks.onStep?.(step, plan.total, stepPairs, log.lastLoss);
     const save = (o.saveEvery > 0 && step % o.saveEvery === 0) || step === plan.total || stopped;
     if (save) {
       await saveRunState(out, trainable, state, trainableNames(trainable, lora !== null), {
@@ -365,7 +335,7 @@ export async function trainEmbed(
     totalSteps: plan.total,
     pairsSeen,
     seconds: seconds(),
-    losses,
+    losses: log.losses,
     stopped,
   };
 }

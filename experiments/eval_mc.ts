@@ -11,10 +11,10 @@ import type { Device } from "../tensor/device.ts";
 import { crossEntropy } from "../tensor/ops/cross_entropy.ts";
 import { reshape } from "../tensor/ops/layout.ts";
 import { scopeAsync } from "../tensor/scope.ts";
-import { readTextFile } from "../qwen/files.ts";
 import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
 import { modelFlags, openDevice, openModel } from "./model.ts";
 import { Progress } from "./progress.ts";
+import { readJsonItems } from "./pair_data.ts";
 
 /** The generated stand-in task files in data/mc (see its README): not the real benchmarks. */
 export const generatedTasks = [
@@ -36,29 +36,8 @@ export interface McRow {
 
 /** Read MC rows (JSONL or JSON array); malformed rows are fatal, with their line. */
 export async function readMcRows(path: string): Promise<McRow[]> {
-  const text = await readTextFile(path, UserError);
-  const items: { value: unknown; line: number }[] = [];
-  if (text.trimStart().startsWith("[")) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (e) {
-      throw new UserError(`${path}: not valid JSON (${(e as Error).message})`);
-    }
-    (parsed as unknown[]).forEach((value, i) => items.push({ value, line: i + 1 }));
-  } else {
-    text.split("\n").forEach((raw, i) => {
-      if (raw.trim() === "") return;
-      try {
-        items.push({ value: JSON.parse(raw), line: i + 1 });
-      } catch {
-        throw new UserError(`${path}: line ${i + 1}: not valid JSON`);
-      }
-    });
-  }
-  if (items.length === 0) throw new UserError(`${path}: no rows`);
-  return items.map(({ value, line }) => {
-    const where = `${path}: line ${line}`;
+  const items = await readJsonItems(path);
+  return items.map(({ value, line, where }) => {
     const v = value as Record<string, unknown>;
     if (v === null || typeof v !== "object") throw new UserError(`${where}: row is not an object`);
     if (typeof v.context !== "string") throw new UserError(`${where}: 'context' must be a string`);

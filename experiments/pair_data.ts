@@ -17,8 +17,18 @@ export interface StsRow {
   score: number;
 }
 
-/** Parsed JSON values of a JSONL file or JSON array, with their line numbers. */
-async function readItems(path: string): Promise<{ value: unknown; where: string }[]> {
+/** One parsed row: its value, line (JSONL) or 1-based index (JSON array), and where to say it is. */
+export interface JsonItem {
+  value: unknown;
+  line: number;
+  where: string;
+}
+
+/**
+ * The rows of a JSONL file or a JSON array (any row that is not JSON is fatal, named by
+ * line); an empty file is an error.
+ */
+export async function readJsonItems(path: string): Promise<JsonItem[]> {
   const text = await readTextFile(path, UserError);
   if (text.trimStart().startsWith("[")) {
     let parsed: unknown;
@@ -27,14 +37,15 @@ async function readItems(path: string): Promise<{ value: unknown; where: string 
     } catch (e) {
       throw new UserError(`${path}: not valid JSON (${(e as Error).message})`);
     }
-    return (parsed as unknown[]).map((value, i) => ({ value, where: `${path}: item ${i + 1}` }));
+    if (!Array.isArray(parsed) || parsed.length === 0) throw new UserError(`${path}: no rows`);
+    return parsed.map((value, i) => ({ value, line: i + 1, where: `${path}: item ${i + 1}` }));
   }
-  const items: { value: unknown; where: string }[] = [];
+  const items: JsonItem[] = [];
   text.split("\n").forEach((raw, i) => {
     if (raw.trim() === "") return;
     const where = `${path}: line ${i + 1}`;
     try {
-      items.push({ value: JSON.parse(raw), where });
+      items.push({ value: JSON.parse(raw), line: i + 1, where });
     } catch {
       throw new UserError(`${where}: not valid JSON`);
     }
@@ -60,7 +71,7 @@ function objectRow(value: unknown, where: string): Record<string, unknown> {
 
 /** Read training pairs `{"text", "positive"}`. */
 export async function readPairs(path: string): Promise<Pair[]> {
-  return (await readItems(path)).map(({ value, where }) => {
+  return (await readJsonItems(path)).map(({ value, where }) => {
     const row = objectRow(value, where);
     return { text: field(row, "text", where), positive: field(row, "positive", where) };
   });
@@ -68,7 +79,7 @@ export async function readPairs(path: string): Promise<Pair[]> {
 
 /** Read graded pairs `{"sentence1", "sentence2", "score"}`. */
 export async function readStsRows(path: string): Promise<StsRow[]> {
-  return (await readItems(path)).map(({ value, where }) => {
+  return (await readJsonItems(path)).map(({ value, where }) => {
     const row = objectRow(value, where);
     const score = row.score;
     if (typeof score !== "number" || !Number.isFinite(score)) {

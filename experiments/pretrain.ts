@@ -2,7 +2,7 @@
 // with this project's engine, and write it as an ordinary Hugging Face directory.
 import { QwenTokenizer } from "../qwen/tokenizer.ts";
 import { saveModelDir } from "../qwen/save.ts";
-import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
+import { intFlag, parseFlags, runCommand, stopOnInterrupt, UserError } from "./cli.ts";
 import { openDevice } from "./model.ts";
 import { formatSeconds, Progress } from "./progress.ts";
 import { brownTokenStream, endOfText } from "./pretrain_data.ts";
@@ -145,15 +145,7 @@ await runCommand("pretrain", async () => {
   const train = await brownTokenStream(tokenizer, "train");
   const heldout = await brownTokenStream(tokenizer, "heldout");
   console.error(`pretrain: Brown train ${train.length} tokens, held-out ${heldout.length} tokens`);
-  let stopRequested = false;
-  const onSigint = () => {
-    if (stopRequested) Deno.exit(130);
-    stopRequested = true;
-    console.error(
-      "\npretrain: stopping after this step (checkpoint follows; Ctrl-C again to abort)",
-    );
-  };
-  Deno.addSignalListener("SIGINT", onSigint);
+  const interrupt = stopOnInterrupt("pretrain");
   const progress = new Progress("pretrain", options.steps, "tokens");
   const result = await pretrain(
     options,
@@ -173,12 +165,12 @@ await runCommand("pretrain", async () => {
           );
         }
       },
-      shouldStop: () => stopRequested,
+      shouldStop: interrupt.requested,
     },
   );
   progress.done();
-  Deno.removeSignalListener("SIGINT", onSigint);
-  if (stopRequested) {
+  interrupt.release();
+  if (interrupt.requested()) {
     console.error(`pretrain: stopped; continue with --resume --out ${flags.out}`);
     return;
   }

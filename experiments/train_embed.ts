@@ -8,7 +8,7 @@ import { saveModelDir } from "../qwen/save.ts";
 import { parseTarget, TargetError } from "../qwen/targets.ts";
 import { scope } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
+import { intFlag, parseFlags, runCommand, stopOnInterrupt, UserError } from "./cli.ts";
 import { type EmbedTrainOptions, schedulePlan, trainEmbed } from "./embed_train_loop.ts";
 import type { LoraParams } from "../nn/lora.ts";
 import { modelFlags, openDevice, openModel } from "./model.ts";
@@ -153,15 +153,7 @@ if (import.meta.main) {
         `${options.gradAccum > 1 ? ` × ${options.gradAccum}` : ""}; out ${out}` +
         `${flags.resume ? " (resume)" : ""}`,
     );
-    let stopRequested = false;
-    const onSigint = () => {
-      if (stopRequested) Deno.exit(130);
-      stopRequested = true;
-      console.error(
-        "\ntrain-embed: stopping after this step (checkpoint follows; Ctrl-C again to abort)",
-      );
-    };
-    Deno.addSignalListener("SIGINT", onSigint);
+    const interrupt = stopOnInterrupt("train-embed");
     const progress = new Progress("train-embed", plan.total, "pairs");
     const result = await trainEmbed(
       model,
@@ -174,11 +166,11 @@ if (import.meta.main) {
       {
         onStep: (step, _total, n, loss) =>
           progress.update(step, n, loss === undefined ? "" : `loss ${loss.toFixed(4)}`),
-        shouldStop: () => stopRequested,
+        shouldStop: interrupt.requested,
       },
     );
     progress.done();
-    Deno.removeSignalListener("SIGINT", onSigint);
+    interrupt.release();
     if (result.stopped) {
       console.error(
         `train-embed: stopped at step ${result.steps}; continue with --resume --out ${out}`,

@@ -6,6 +6,7 @@ import { Checkpoint } from "../qwen/checkpoint.ts";
 import type { Device } from "../tensor/device.ts";
 import type { AdamWState } from "../nn/optim.ts";
 import { leaves, type PyTree, unflatten } from "../tensor/pytree.ts";
+import { concat } from "../tensor/ops/layout.ts";
 import { writeSafetensors } from "../tensor/safetensors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { foldIn, Rng } from "../tensor/random.ts";
@@ -112,4 +113,59 @@ export function shuffledBatch(
     [order[i], order[k]] = [order[k]!, order[i]!];
   }
   return order.slice(j * size, (j + 1) * size);
+}
+
+/** One line of a training log: the step's loss and gradient norm, the loop's own fields, the time. */
+export type StepRecord<E> = { step: number; loss: number; gradNorm: number } & E & {
+  seconds: number;
+};
+
+/**
+ * A training loop's log: each step's [loss, gradient norm] stays on the device until `flush`
+ * reads a batch back at once (a read-back costs ~10 ms on lavapipe) and appends JSON lines.
+ */
+export class StepLog<E extends Record<string, unknown>> {
+  #pending: { step: number; record: Tensor; extra: E }[] = [];
+  /** Every loss flushed so far, in step order. */
+  readonly losses: number[] = [];
+  /** The newest flushed loss. */
+  lastLoss: number | undefined;
+
+  constructor(
+    readonly path: string,
+    readonly command: string,
+    readonly seconds: () => number,
+  ) {}
+
+  /** Queue a step's one-element-per-entry [loss, gradNorm] tensor (the log owns it). */
+  push(step: number, record: Tensor, extra: E): void {
+    this.#pending.push({ step, record, extra });
+  }
+
+  /** Read the queued steps back, check them and append them to the log. */
+  async flush(): Promise<StepRecord<E>[]> {
+    const pending = this.#pending;
+    if (pending.length === 0) return [];
+    this.#pending = [];
+    const joined = concat(pending.map((p) => p.record), 0);
+    const values = await joined.data();
+    joined.dispose();
+    for (const p of pending) p.record.dispose();
+    const seconds = Math.round(this.seconds() * 10) / 10;
+    const records = pending.map((p, i) => ({
+      step: p.step,
+      loss: values[2 * i]!,
+      gradNorm: values[2 * i + 1]!,
+      ...p.extra,
+      seconds,
+    })) as StepRecord<E>[];
+    const bad = records.find((r) => !Number.isFinite(r.loss));
+    if (bad) throw new Error(`${this.command}: the loss is not finite at step ${bad.step}`);
+    for (const r of records) this.losses.push(r.loss);
+    this.lastLoss = records.at(-1)!.loss;
+    await Deno.writeTextFile(this.path, records.map((r) => JSON.stringify(r) + "\n").join(""), {
+      append: true,
+    });
+    return records;
+  }
 }

@@ -19,7 +19,7 @@ import {
 import { tensor } from "../tensor/create.ts";
 import { scope, scopeAsync } from "../tensor/scope.ts";
 import { sftExample } from "./chat_sft.ts";
-import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
+import { intFlag, parseFlags, runCommand, stopOnInterrupt, UserError } from "./cli.ts";
 import { readRows, rowIds } from "./data.ts";
 import { modelFlags, openDevice, openModel } from "./model.ts";
 import { formatSeconds, Progress } from "./progress.ts";
@@ -222,23 +222,15 @@ async function train(args: string[]) {
     `ubmoe train: ${device.kind} backend; ${flags.model}; ${examples.length} conversations; ` +
       `${o.steps} steps × ${o.batch}; routers only; out ${out}${flags.resume ? " (resume)" : ""}`,
   );
-  let stopRequested = false;
-  const onSigint = () => {
-    if (stopRequested) Deno.exit(130);
-    stopRequested = true;
-    console.error(
-      "\nubmoe train: stopping after this step (checkpoint follows; Ctrl-C again to abort)",
-    );
-  };
-  Deno.addSignalListener("SIGINT", onSigint);
+  const interrupt = stopOnInterrupt("ubmoe train");
   const progress = new Progress("ubmoe train", o.steps, "tokens");
   const result = await trainRouters(model, examples, o, out, device, flags.resume ?? false, {
     onStep: (step, _total, tokens, loss) =>
       progress.update(step, tokens, loss === undefined ? "" : `loss ${loss.toFixed(4)}`),
-    shouldStop: () => stopRequested,
+    shouldStop: interrupt.requested,
   });
   progress.done();
-  Deno.removeSignalListener("SIGINT", onSigint);
+  interrupt.release();
   if (result.stopped) {
     console.error(
       `ubmoe train: stopped at step ${result.steps}; continue with --resume --out ${out}`,

@@ -26,6 +26,8 @@ import {
   readRunState,
   saveRunState,
   shuffledBatch,
+  StepLog,
+  type StepRecord,
   truncateLog,
 } from "./train_state.ts";
 
@@ -51,16 +53,11 @@ export interface UbmoeTrainOptions {
   modelId: string;
 }
 
-/** One JSONL record of the log. */
-export interface UbmoeLogRecord {
-  step: number;
-  loss: number;
-  gradNorm: number;
-  lr: number;
-  /** Fraction of real tokens sent to the bidirectional expert, per layer (slot 1 of top-k). */
-  biFraction: number[];
-  seconds: number;
-}
+/**
+ * One JSONL record of the log; `biFraction` is the fraction of real tokens sent to the
+ * bidirectional expert, per layer.
+ */
+export type UbmoeLogRecord = StepRecord<{ lr: number; biFraction: number[] }>;
 
 /** Callbacks of the loop. */
 export interface UbmoeTrainHooks {
@@ -166,32 +163,8 @@ export async function trainRouters(
   const lossAndGrad = valueAndGrad(routerLoss);
   const startedAt = performance.now();
   const seconds = () => priorSeconds + (performance.now() - startedAt) / 1000;
-  const losses: number[] = [];
-  let pending: { step: number; lr: number; record: Tensor; biFraction: number[] }[] = [];
-  let lastLoss: number | undefined;
-  const flush = async () => {
-    if (pending.length === 0) return;
-    const joined = concat(pending.map((p) => p.record), 0);
-    const values = await joined.data();
-    joined.dispose();
-    const records: UbmoeLogRecord[] = pending.map((p, i) => ({
-      step: p.step,
-      loss: values[2 * i]!,
-      gradNorm: values[2 * i + 1]!,
-      lr: p.lr,
-      biFraction: p.biFraction,
-      seconds: Math.round(seconds() * 10) / 10,
-    }));
-    for (const p of pending) p.record.dispose();
-    pending = [];
-    const bad = records.find((r) => !Number.isFinite(r.loss));
-    if (bad) throw new Error(`ubmoe train: the loss is not finite at step ${bad.step}`);
-    for (const r of records) losses.push(r.loss);
-    lastLoss = records.at(-1)!.loss;
-    await Deno.writeTextFile(logPath, records.map((r) => JSON.stringify(r) + "\n").join(""), {
-      append: true,
-    });
-  };
+  const log = new StepLog<{ lr: number; biFraction: number[] }>(logPath, "ubmoe train", seconds);
+  const flush = () => log.flush();
   let stopped = false;
   while (step < o.steps) {
     const lr = schedule(step);
@@ -232,15 +205,15 @@ export async function trainRouters(
     routers = next.routers;
     state = next.state;
     step++;
-    pending.push({ step, lr, record: next.record, biFraction });
+    log.push(step, next.record, { lr, biFraction });
     stopped = hooks.shouldStop?.() ?? false;
     if (step % o.logEvery === 0 || step === o.steps || stopped) await flush();
-    hooks.onStep?.(step, o.steps, real.length, lastLoss);
+    hooks.onStep?.(step, o.steps, real.length, log.lastLoss);
     if ((o.saveEvery > 0 && step % o.saveEvery === 0) || step === o.steps || stopped) {
       await saveRunState(out, routers, state, names, { options: o, step, seconds: seconds() });
     }
     if (stopped) break;
   }
   await flush();
-  return { routers, steps: step, seconds: seconds(), losses, stopped };
+  return { routers, steps: step, seconds: seconds(), losses: log.losses, stopped };
 }

@@ -108,7 +108,7 @@ Deno.test("readMcRows() rejects a malformed row in one line naming the file and 
     [[row({ label: 0.5 })], "line 1: 'label' must be an integer (or give 'labels')"],
     [[JSON.stringify({ choices: ["a"], label: 0 })], "line 1: 'context' must be a string"],
     [["[1, 2"], "not valid JSON"],
-    [["[1, 2]"], "line 1: row is not an object"],
+    [["[1, 2]"], "item 1: row is not an object"],
     [["", "  "], "no rows"],
   ];
   for (const [lines, message] of cases) {
