@@ -77,13 +77,19 @@ export async function readMcRows(path: string): Promise<McRow[]> {
 /**
  * The harness's token split of a (context, continuation) pair: trailing spaces of the context
  * move to the continuation; the continuation's tokens are those of context + continuation
- * after the context's own tokens.
+ * after the context's own tokens. An empty context becomes the prefix token (the harness's
+ * BOS, or EOS `<|endoftext|>` for Qwen, which has no BOS), so the first token is scored too.
  */
 export function encodePair(
   tokenizer: QwenTokenizer,
   context: string,
   continuation: string,
+  prefixTokenId?: number,
 ): { context: number[]; continuation: number[] } {
+  const prefix = context === "" ? prefixTokenId ?? tokenizer.tokenId("<|endoftext|>") : undefined;
+  if (prefix !== undefined) {
+    return { context: [prefix], continuation: tokenizer.encode(continuation) };
+  }
   const spaces = context.length - context.trimEnd().length;
   if (spaces > 0) {
     continuation = context.slice(context.length - spaces) + continuation;
@@ -239,7 +245,9 @@ const spec = {
     backend: modelFlags.backend,
   },
   epilog: `The default task files are generated stand-ins (data/mc/README.md), marked * in the
-table. Real MMLU / Winogrande / TruthfulQA-MC2 files work when converted to the same rows.
+table. Real MMLU / TruthfulQA-MC2 files work when converted to the same rows; Winogrande
+(whose harness task scores one continuation after per-option contexts) fits only as
+whole-sentence choices with an empty context, an approximation of the harness's figure.
 
 Example:
   deno task eval-mc --model models/brown-qwen2 --model runs/ubmoe-trained`,

@@ -349,3 +349,10 @@ Deno.test("eval-mc with --model twice prints one table row per model, with the f
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("encodePair() scores an empty context's continuation after the prefix token, as the harness", () => {
+  const eot = tokenizer.tokenId("<|endoftext|>")!;
+  const r = encodePair(tokenizer, "", "The jury said so.");
+  assertDeepEqual(r.context, [eot]);
+  assertDeepEqual(r.continuation, tokenizer.encode("The jury said so."));
+});
