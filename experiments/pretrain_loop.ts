@@ -244,6 +244,9 @@ export async function pretrain(
     pending.push({ step, lr, record: next.record });
     const stop = hooks.shouldStop?.() ?? false;
     if (step % o.logEvery === 0 || step === o.steps || stop) await flush();
+    // let the device finish the step: textures freed during it are destroyed only once the
+    // queue is idle, and a loop that never awaits piles them up (2 GB a step at batch 64)
+    await device.sync();
     hooks.onStep?.(step, tokensPerStep, lastLoss);
     if (o.evalEvery > 0 && step % o.evalEvery === 0 && step < o.steps) {
       const e = await heldoutLoss(params, config, data.heldout, o.seqLen, o.batch, o.evalSequences);

@@ -25,7 +25,7 @@ const spec = {
     quick: { type: "boolean", help: "every stage on tiny settings (a few steps and samples)" },
     steps: {
       type: "number",
-      default: 40,
+      default: 60,
       help: "contrastive training steps per target (batch 64; the full set is 157)",
     },
     "router-steps": { type: "number", default: 60, help: "UBMoE router training steps" },

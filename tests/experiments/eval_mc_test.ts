@@ -37,7 +37,6 @@ Deno.test("encodePair() moves the context's trailing whitespace into the continu
     ["The answer is", " yes", "The answer is", " yes"],
     ["Question: why?\nAnswer:  ", "because", "Question: why?\nAnswer:", "  because"],
     ["Q: the cat\n", "sat down.", "Q: the cat", "\nsat down."],
-    ["", "Hello there", "", "Hello there"],
   ];
   for (const [context, continuation, encoded, text] of cases) {
     const r = encodePair(tokenizer, context, continuation);
