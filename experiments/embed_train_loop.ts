@@ -31,6 +31,7 @@ import {
   loadRunState,
   readRunState,
   saveRunState,
+  settleStep,
   shuffledBatch,
   StepLog,
   type StepRecord,
@@ -316,9 +317,7 @@ export async function trainEmbed(
     pairsSeen += stepPairs;
     stopped = hooks.shouldStop?.() ?? false;
     if (step % o.logEvery === 0 || step === plan.total || stopped) await flush();
-    // let the device finish the step: textures freed during it are destroyed only once the
-    // queue is idle, and a loop that never awaits piles them up (2 GB a step at batch 64)
-    await device.sync();
+    await settleStep(device);
     hooks.onStep?.(step, plan.total, stepPairs, log.lastLoss);
     const save = (o.saveEvery > 0 && step % o.saveEvery === 0) || step === plan.total || stopped;
     if (save) {

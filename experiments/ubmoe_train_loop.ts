@@ -25,6 +25,7 @@ import {
   loadRunState,
   readRunState,
   saveRunState,
+  settleStep,
   shuffledBatch,
   StepLog,
   type StepRecord,
@@ -206,6 +207,7 @@ export async function trainRouters(
     state = next.state;
     step++;
     log.push(step, next.record, { lr, biFraction });
+    await settleStep(device);
     stopped = hooks.shouldStop?.() ?? false;
     if (step % o.logEvery === 0 || step === o.steps || stopped) await flush();
     hooks.onStep?.(step, o.steps, real.length, log.lastLoss);
