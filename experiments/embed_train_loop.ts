@@ -284,7 +284,9 @@ export async function trainEmbed(
         const kept = dropDuplicates(idx.map((i) => tokenPairs[i]!));
         if (kept.length === 0) continue;
         stepPairs += kept.length;
-        const { ids, mask } = padRows(kept.flatMap((p) => [p.a, p.p]), device);
+        // lengths rounded up to 16: a few batch shapes recur, so the device reuses its
+        // textures instead of allocating (and later destroying) new sizes every step
+        const { ids, mask } = padRows(kept.flatMap((p) => [p.a, p.p]), device, 16);
         const [loss, grads] = lossAndGrad(trainable, model.params, model, o, lora, {
           ids,
           mask,

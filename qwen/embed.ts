@@ -38,12 +38,17 @@ export function promptIds(tokenizer: QwenTokenizer, text: string, maxTokens: num
   return tokenizer.encode(applyPrompt(text)).slice(0, maxTokens);
 }
 
-/** Right-padded ids and attention mask [B, T] (pad id 0, never attended). */
+/**
+ * Right-padded ids and attention mask [B, T] (pad id 0, never attended); T is the longest
+ * row rounded up to `multiple`.
+ */
 export function padRows(
   rows: readonly (readonly number[])[],
   device: Device,
+  multiple = 1,
 ): { ids: Tensor; mask: Tensor } {
-  const b = rows.length, t = Math.max(1, ...rows.map((r) => r.length));
+  const longest = Math.max(1, ...rows.map((r) => r.length));
+  const b = rows.length, t = Math.ceil(longest / multiple) * multiple;
   const ids = new Int32Array(b * t), mask = new Int32Array(b * t);
   rows.forEach((r, i) => {
     ids.set(r, i * t);
