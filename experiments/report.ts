@@ -93,25 +93,35 @@ async function runStage(
   }
   console.error(`report: ${stage.name}: ${command}`);
   const started = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--v8-flags=--expose-gc",
-      `${root}experiments/${stage.script}`,
-      ...stage.args,
-    ],
-    cwd: root,
-    env: backend ? { TENSOR_BACKEND: backend } : {},
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const [result, stdout, stderr] = await Promise.all([
-    child.status,
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
-  ]);
-  await Deno.writeTextFile(`${out}/stages/${stage.name}.log`, stderr + stdout);
+  const env: Record<string, string> = backend ? { TENSOR_BACKEND: backend } : {};
+  // training stages keep more textures for reuse (fewer destroyed and re-created per step)
+  env.TENSOR_POOL_MB = Deno.env.get("TENSOR_POOL_MB") ?? "6000";
+  let result: Deno.CommandStatus, stdout = "", stderr = "";
+  for (let attempt = 1;; attempt++) {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--v8-flags=--expose-gc",
+        `${root}experiments/${stage.script}`,
+        ...stage.args,
+      ],
+      cwd: root,
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    [result, stdout, stderr] = await Promise.all([
+      child.status,
+      new Response(child.stdout).text(),
+      new Response(child.stderr).text(),
+    ]);
+    await Deno.writeTextFile(`${out}/stages/${stage.name}.log`, stderr + stdout);
+    // killed for memory (lavapipe's native memory grows over long runs): a resumable stage
+    // continues from its newest checkpoint in a fresh process
+    if (result.code !== 137 || !stage.args.includes("--resume") || attempt >= 5) break;
+    console.error(`report: ${stage.name}: killed (exit 137); resuming from its checkpoint`);
+  }
   if (!result.success) {
     const last = stderr.trim().split("\n").at(-1) ?? "";
     throw new UserError(
