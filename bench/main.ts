@@ -61,6 +61,7 @@ if (chosen.length === 1) {
     const out = await new Deno.Command(Deno.execPath(), {
       args: [
         "run",
+        "--v8-flags=--expose-gc",
         "--allow-read",
         "--allow-env",
         "--allow-run",

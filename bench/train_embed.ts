@@ -20,6 +20,7 @@ import {
   trainEmbed,
 } from "../experiments/embed_train_loop.ts";
 import { readPairs } from "../experiments/pair_data.ts";
+import { settleStep } from "../experiments/train_state.ts";
 import { ensureQwen05b } from "./qwen05b.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -104,14 +105,23 @@ async function qwen05bStepSeconds(device: Device): Promise<number> {
     state = next.s;
     return (performance.now() - start) / 1000;
   };
+  // the device memory of a 0.5B step is large on lavapipe: settle (sync + GC) between steps
   await step(); // compile
-  const times = [await step(), await step(), await step()].sort((a, b) => a - b);
-  return times[1]!;
+  await settleStep(device);
+  const first = await step();
+  await settleStep(device);
+  const second = await step();
+  return Math.min(first, second);
 }
 
 export async function benchTrainEmbed(device: Device): Promise<Record<string, number>> {
   return {
     train_embed_tiny_pairs_per_s: await tinyPairsPerS(device),
-    train_embed_05b_lora_step_s: await qwen05bStepSeconds(device),
+    // one LoRA step on the 0.5B shape needs more than the 24 GB of the development machine on
+    // lavapipe (frozen weights are unpacked for the backward products, activations of 24
+    // layers are kept): opt in with BENCH_05B_TRAIN=1 where there is room
+    ...(Deno.env.get("BENCH_05B_TRAIN") === "1"
+      ? { train_embed_05b_lora_step_s: await qwen05bStepSeconds(device) }
+      : {}),
   };
 }
