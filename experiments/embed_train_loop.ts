@@ -27,7 +27,14 @@ import { scope } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { Device } from "../tensor/device.ts";
 import type { Pair } from "./pair_data.ts";
-import { openRun, saveRunState, shuffledBatch, StepLog, type StepRecord } from "./train_state.ts";
+import {
+  openRun,
+  saveRunState,
+  settleStep,
+  shuffledBatch,
+  StepLog,
+  type StepRecord,
+} from "./train_state.ts";
 
 /** Everything that determines a run (saved in state.json; a resume must match it). */
 export interface EmbedTrainOptions {
@@ -294,9 +301,7 @@ export async function trainEmbed(
     pairsSeen += stepPairs;
     stopped = hooks.shouldStop?.() ?? false;
     if (step % o.logEvery === 0 || step === plan.total || stopped) await flush();
-    // let the device finish the step: textures freed during it are destroyed only once the
-    // queue is idle, and a loop that never awaits piles them up (2 GB a step at batch 64)
-    await device.sync();
+    await settleStep(device);
     hooks.onStep?.(step, plan.total, stepPairs, log.lastLoss);
     const save = (o.saveEvery > 0 && step % o.saveEvery === 0) || step === plan.total || stopped;
     if (save) {

@@ -2,6 +2,7 @@
 // norm clipping, AdamW — encoded without awaits inside a scope, so device memory stays flat;
 // losses are read back in batches; checkpoints (params, optimizer moments, step) are written
 // atomically, and a resumed run repeats the uninterrupted one exactly.
+import { settleStep } from "./train_state.ts";
 import { valueAndGrad } from "../autograd/grad.ts";
 import { adamw, type AdamWState, clipFactor } from "../nn/optim.ts";
 import { warmupCosine } from "../nn/schedules.ts";
@@ -244,9 +245,7 @@ export async function pretrain(
     pending.push({ step, lr, record: next.record });
     const stop = hooks.shouldStop?.() ?? false;
     if (step % o.logEvery === 0 || step === o.steps || stop) await flush();
-    // let the device finish the step: textures freed during it are destroyed only once the
-    // queue is idle, and a loop that never awaits piles them up (2 GB a step at batch 64)
-    await device.sync();
+    await settleStep(device);
     hooks.onStep?.(step, tokensPerStep, lastLoss);
     if (o.evalEvery > 0 && step % o.evalEvery === 0 && step < o.steps) {
       const e = await heldoutLoss(params, config, data.heldout, o.seqLen, o.batch, o.evalSequences);

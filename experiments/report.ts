@@ -94,7 +94,13 @@ async function runStage(
   console.error(`report: ${stage.name}: ${command}`);
   const started = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${root}experiments/${stage.script}`, ...stage.args],
+    args: [
+      "run",
+      "-A",
+      "--v8-flags=--expose-gc",
+      `${root}experiments/${stage.script}`,
+      ...stage.args,
+    ],
     cwd: root,
     env: backend ? { TENSOR_BACKEND: backend } : {},
     stdout: "piped",

@@ -21,7 +21,14 @@ import { leaves } from "../tensor/pytree.ts";
 import { scope, scopeAsync } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { SftExample } from "./chat_sft.ts";
-import { openRun, saveRunState, shuffledBatch, StepLog, type StepRecord } from "./train_state.ts";
+import {
+  openRun,
+  saveRunState,
+  settleStep,
+  shuffledBatch,
+  StepLog,
+  type StepRecord,
+} from "./train_state.ts";
 
 /** Everything that determines a router-training run (saved; a resume must match it). */
 export interface UbmoeTrainOptions {
@@ -184,6 +191,7 @@ export async function trainRouters(
     state = next.state;
     step++;
     log.push(step, next.record, { lr, biFraction });
+    await settleStep(device);
     stopped = hooks.shouldStop?.() ?? false;
     if (step % o.logEvery === 0 || step === o.steps || stopped) await flush();
     hooks.onStep?.(step, o.steps, real.length, log.lastLoss);
