@@ -6,7 +6,7 @@
 import { valueAndGrad } from "../autograd/grad.ts";
 import { inBatchNegativeLoss, infoNceLoss } from "../nn/losses.ts";
 import { attachLora, initLora, type LoraConfig, type LoraParams } from "../nn/lora.ts";
-import { adamw, type AdamWState, clipFactor } from "../nn/optim.ts";
+import { adamw, clipFactor } from "../nn/optim.ts";
 import { withTensors } from "../nn/params.ts";
 import { hfLinearWarmup } from "../nn/schedules.ts";
 import type { QwenModel, QwenParams } from "../qwen/checkpoint.ts";
@@ -28,14 +28,12 @@ import type { Tensor } from "../tensor/tensor.ts";
 import type { Device } from "../tensor/device.ts";
 import type { Pair } from "./pair_data.ts";
 import {
-  loadRunState,
-  readRunState,
+  openRun,
   saveRunState,
   settleStep,
   shuffledBatch,
   StepLog,
   type StepRecord,
-  truncateLog,
 } from "./train_state.ts";
 
 /** Everything that determines a run (saved in state.json; a resume must match it). */
@@ -233,31 +231,17 @@ export async function trainEmbed(
     weightDecay: o.weightDecay,
   });
   const lora = o.full ? null : loraConfigOf(o, model.dir);
-  await Deno.mkdir(out, { recursive: true });
-  const logPath = `${out}/train_log.jsonl`;
-  let trainable = initTrainable(model, o, device);
-  let state: AdamWState = optimizer.init(trainable);
-  let step = 0, priorSeconds = 0;
-  const saved = resume ? await readRunState<EmbedTrainOptions>(out) : null;
-  if (saved) {
-    if (JSON.stringify(saved.options) !== JSON.stringify(o)) {
-      throw new Error(
-        `${out}/train_state.json: saved with different options or data; start a fresh --out`,
-      );
-    }
-    const restored = await loadRunState(
-      `${out}/${saved.checkpoint}`,
-      trainable,
-      trainableNames(trainable, lora !== null),
-      saved.step,
-      device,
-    );
-    for (const t of [...leaves(trainable), ...leaves([state.m, state.v])]) t.dispose();
-    ({ params: trainable, state } = restored);
-    step = saved.step;
-    priorSeconds = saved.seconds;
-    await truncateLog(logPath, step);
-  } else await Deno.writeTextFile(logPath, "");
+  const fresh = initTrainable(model, o, device);
+  const run = await openRun(
+    out,
+    o,
+    { params: fresh, state: optimizer.init(fresh) },
+    trainableNames(fresh, lora !== null),
+    resume,
+    device,
+  );
+  let trainable = run.params, state = run.state, step = run.step;
+  const priorSeconds = run.seconds, logPath = run.logPath;
 
   const lossAndGrad = valueAndGrad(batchLoss);
   const startedAt = performance.now();

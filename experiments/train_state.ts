@@ -86,6 +86,43 @@ export async function loadRunState<P extends PyTree>(
   return { params: await load("param"), state: { step, m: await load("m"), v: await load("v") } };
 }
 
+/**
+ * Open a run in `out`: a fresh log, or — with `resume` and a checkpoint there saved with the
+ * same options — the checkpoint's params and moments (the given fresh ones are disposed),
+ * its step and time, and the log cut back to that step.
+ */
+export async function openRun<O, P extends PyTree>(
+  out: string,
+  options: O,
+  fresh: { params: P; state: AdamWState },
+  names: readonly string[],
+  resume: boolean,
+  device: Device,
+): Promise<{ params: P; state: AdamWState; step: number; seconds: number; logPath: string }> {
+  await Deno.mkdir(out, { recursive: true });
+  const logPath = `${out}/train_log.jsonl`;
+  const saved = resume ? await readRunState<O>(out) : null;
+  if (!saved) {
+    await Deno.writeTextFile(logPath, "");
+    return { ...fresh, step: 0, seconds: 0, logPath };
+  }
+  if (JSON.stringify(saved.options) !== JSON.stringify(options)) {
+    throw new Error(
+      `${out}/train_state.json: saved with different options or data; start a fresh --out`,
+    );
+  }
+  const restored = await loadRunState(
+    `${out}/${saved.checkpoint}`,
+    fresh.params,
+    names,
+    saved.step,
+    device,
+  );
+  for (const t of leaves([fresh.params, fresh.state.m, fresh.state.v])) t.dispose();
+  await truncateLog(logPath, saved.step);
+  return { ...restored, step: saved.step, seconds: saved.seconds, logPath };
+}
+
 /** Keep the log lines up to `step` (a resumed run rewrites what came after). */
 export async function truncateLog(path: string, step: number): Promise<void> {
   const text = await Deno.readTextFile(path).catch(() => "");

@@ -6,7 +6,7 @@
 // head, read back per layer), then differentiates the loss with that routing fixed.
 import { valueAndGrad } from "../autograd/grad.ts";
 import { causalLmLoss, ignoreIndex } from "../nn/losses.ts";
-import { adamw, type AdamWState, clipFactor } from "../nn/optim.ts";
+import { adamw, clipFactor } from "../nn/optim.ts";
 import { hfLinearWarmup } from "../nn/schedules.ts";
 import type { QwenModel, QwenParams } from "../qwen/checkpoint.ts";
 import { decoder, decoderAsync } from "../qwen/decoder.ts";
@@ -22,14 +22,12 @@ import { scope, scopeAsync } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { SftExample } from "./chat_sft.ts";
 import {
-  loadRunState,
-  readRunState,
+  openRun,
   saveRunState,
   settleStep,
   shuffledBatch,
   StepLog,
   type StepRecord,
-  truncateLog,
 } from "./train_state.ts";
 
 /** Everything that determines a router-training run (saved; a resume must match it). */
@@ -134,32 +132,18 @@ export async function trainRouters(
     weightDecay: o.weightDecay,
   });
   const names = model.params.model.layers.map((_, i) => `model.layers.${i}.mlp.gate.weight`);
-  await Deno.mkdir(out, { recursive: true });
-  const logPath = `${out}/train_log.jsonl`;
   // copies, not the model's own tensors (cast to f32 is the identity): the loop disposes them
-  let routers = scope(() => routersOf(model.params).map((r) => mul(cast(r, "f32"), 1)));
-  let state: AdamWState = optimizer.init(routers);
-  let step = 0, priorSeconds = 0;
-  const saved = resume ? await readRunState<UbmoeTrainOptions>(out) : null;
-  if (saved) {
-    if (JSON.stringify(saved.options) !== JSON.stringify(o)) {
-      throw new Error(
-        `${out}/train_state.json: saved with different options or data; start a fresh --out`,
-      );
-    }
-    const restored = await loadRunState(
-      `${out}/${saved.checkpoint}`,
-      routers,
-      names,
-      saved.step,
-      device,
-    );
-    for (const t of [...routers, ...leaves([state.m, state.v])]) t.dispose();
-    ({ params: routers, state } = restored);
-    step = saved.step;
-    priorSeconds = saved.seconds;
-    await truncateLog(logPath, step);
-  } else await Deno.writeTextFile(logPath, "");
+  const fresh = scope(() => routersOf(model.params).map((r) => mul(cast(r, "f32"), 1)));
+  const run = await openRun(
+    out,
+    o,
+    { params: fresh, state: optimizer.init(fresh) },
+    names,
+    resume,
+    device,
+  );
+  let routers = run.params, state = run.state, step = run.step;
+  const priorSeconds = run.seconds, logPath = run.logPath;
 
   const lossAndGrad = valueAndGrad(routerLoss);
   const startedAt = performance.now();

@@ -11,6 +11,7 @@ import { gatherOp, scatterAddOp } from "./ops/gather.ts";
 import { broadcastToOp, padOp, permuteOp, reshapeOp, sliceOp } from "./ops/layout.ts";
 import { matmulOp } from "./ops/matmul.ts";
 import { maxOp, sumOp } from "./ops/reduce.ts";
+import { rmsNormOp } from "./ops/norm.ts";
 import { ropeOp } from "./ops/rope.ts";
 import { softmaxOp } from "./ops/softmax.ts";
 
@@ -32,6 +33,7 @@ export const opRegistry = {
   gather: gatherOp,
   scatterAdd: scatterAddOp,
   softmax: softmaxOp,
+  rmsNorm: rmsNormOp,
   rope: ropeOp,
   crossEntropy: crossEntropyOp,
   crossEntropyGrad: crossEntropyGradOp,

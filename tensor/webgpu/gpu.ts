@@ -32,6 +32,8 @@ export interface Gpu {
   reduceRows(kind: "sum" | "max", x: GpuTensor, rows: number, cols: number, out: Meta): Storage;
   /** Softmax over the last axis. */
   softmaxRows(x: GpuTensor, out: Meta): Storage;
+  /** RMSNorm over the last axis with weight [cols]. */
+  rmsNorm(x: GpuTensor, weight: GpuTensor, eps: number, out: Meta): Storage;
   /** Rows of `table` at `ids`. */
   gather(table: GpuTensor, ids: GpuTensor, out: Meta): Storage;
   /** out[ids[i]] += src[i] (rows). */

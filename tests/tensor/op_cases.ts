@@ -302,6 +302,23 @@ const softmax: CaseGen = (mode) =>
     reduce: shape[shape.length - 1]!,
   }));
 
+const rmsNorm: CaseGen = (mode) =>
+  fc.record({
+    shape: shape({ minRank: 1 }),
+    dtype: floatDtype(mode),
+    seed,
+    eps: fc.constantFrom(1e-6, 0.1),
+  })
+    .map(({ shape, dtype, seed, eps }) => ({
+      inputs: [
+        // away from zero rows, where rsqrt(mean(x²) + eps) is steep for tiny eps
+        input(shape, dtype, seed, "nonzero"),
+        input([shape[shape.length - 1]!], dtype, seed + 7, "any"),
+      ],
+      attrs: { eps },
+      reduce: shape[shape.length - 1]!,
+    }));
+
 /**
  * A cos or sin table: its two halves of the last axis are equal, as for real angles (the
  * rope VJP relies on it: the transpose of rotate-half is rotate-half with −sin).
@@ -525,6 +542,7 @@ export const opCases = {
   gather: { cases: gather },
   scatterAdd: { cases: scatterAdd },
   softmax: { cases: softmax },
+  rmsNorm: { cases: rmsNorm },
   rope: { cases: rope },
   crossEntropy: { cases: crossEntropyCase(false) },
   crossEntropyGrad: { cases: crossEntropyCase(true) },

@@ -4,10 +4,11 @@ import type { Storage } from "../../device.ts";
 import type { Meta } from "../../op.ts";
 import { sizeOf } from "../../tensor.ts";
 import type { WebGpuDevice } from "../device.ts";
+import { f32Word } from "../device.ts";
 import type { GpuTensor } from "../gpu.ts";
 import { elementwise, map } from "./elementwise.ts";
 
-type RowKind = "sum" | "max" | "logsumexp";
+type RowKind = "sum" | "sumsq" | "max" | "logsumexp";
 
 /**
  * Columns one invocation reduces at most. Mesa 22.3's llvmpipe stops every invocation after
@@ -53,11 +54,13 @@ function reduceChunks(
   const ty = int ? "i32" : "f32";
   // texel loads when every chunk starts on a texel
   const vec = x.dtype === "f32" && cols % 4 === 0 && chunk % 4 === 0;
-  const init = kind === "sum" ? `${ty}(0)` : int ? "-2147483647i" : "-3.0e38";
+  const init = kind === "sum" || kind === "sumsq" ? `${ty}(0)` : int ? "-2147483647i" : "-3.0e38";
   const step = (v: string) => {
     switch (kind) {
       case "sum":
         return `acc += ${v};`;
+      case "sumsq":
+        return `acc += ${v} * ${v};`;
       case "max":
         return `acc = max(acc, ${v});`;
       case "logsumexp":
@@ -96,6 +99,31 @@ function rowLse(dev: WebGpuDevice, x: GpuTensor): GpuTensor {
   const rows = sizeOf(shape);
   const storage = reduceRows(dev, "logsumexp", x, rows, cols, { shape, dtype: "f32" });
   return { storage, shape, dtype: "f32" };
+}
+
+/**
+ * RMSNorm over the last axis: the rows' sums of squares (one reduction), then
+ * x · inverseSqrt(Σx²/cols + eps) · w in one elementwise pass.
+ */
+export function rmsNormRows(
+  dev: WebGpuDevice,
+  x: GpuTensor,
+  weight: GpuTensor,
+  eps: number,
+  out: Meta,
+): Storage {
+  const cols = x.shape[x.shape.length - 1]!;
+  const shape = [...x.shape.slice(0, -1), 1];
+  const ss = reduceRows(dev, "sumsq", x, sizeOf(shape), cols, { shape, dtype: "f32" });
+  const result = elementwise(dev, {
+    name: "rms-norm",
+    inputs: [x, { storage: ss, shape, dtype: "f32" }, weight],
+    out,
+    body: "return bx0(e) * inverseSqrt(bx1(e) * uf(X) + uf(X + 1u)) * bx2(e);",
+    extra: [f32Word(1 / cols), f32Word(eps)],
+  });
+  dev.release(ss);
+  return result;
 }
 
 /** softmax = exp(x − logsumexp(x)) over the last axis. */
