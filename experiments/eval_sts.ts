@@ -10,6 +10,7 @@ import type { Device } from "../tensor/device.ts";
 import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
 import { adapterFlag, applyAdapter, modelFlags, openDevice, openModel } from "./model.ts";
 import { readStsRows, type StsRow } from "./pair_data.ts";
+import { markdownTable, setLabel } from "./markdown_table.ts";
 
 /** The proxy sets shipped in data/sts (see its README): not the real STS benchmarks. */
 export const proxySets = ["data/sts/bible-graded.jsonl", "data/sts/wordnet-sim.jsonl"];
@@ -95,21 +96,17 @@ export function stsTable(
   proxy: (set: string) => boolean,
 ): string {
   const sets = results[0]?.sets.map((s) => s.set) ?? [];
-  const name = (s: string) =>
-    s.replace(/^.*\//, "").replace(/\.jsonl?$/, "") + (proxy(s) ? "*" : "");
+  const name = (s: string) => setLabel(s) + (proxy(s) ? "*" : "");
   const header = ["Model", ...sets.map(name), "Avg."];
   const body = results.map((r) => {
     const v = r.sets.map((s) => s.spearman);
     const avg = v.reduce((a, b) => a + b, 0) / Math.max(1, v.length);
     return [r.label, ...v.map((x) => x.toFixed(2)), avg.toFixed(2)];
   });
-  const lines = [header, header.map(() => "---"), ...body].map((cells) =>
-    `| ${cells.join(" | ")} |`
-  );
   const note = sets.some(proxy)
     ? "\n\n\\* proxy set generated offline (data/sts/README.md), not a real STS benchmark."
     : "";
-  return lines.join("\n") + note;
+  return markdownTable(header, body) + note;
 }
 
 if (import.meta.main) {

@@ -94,7 +94,8 @@ async function runStage(
   console.error(`report: ${stage.name}: ${command}`);
   const started = performance.now();
   const env: Record<string, string> = backend ? { TENSOR_BACKEND: backend } : {};
-  // training stages keep more textures for reuse (fewer destroyed and re-created per step)
+  // every stage keeps more textures for reuse: fewer are destroyed and re-created, which
+  // matters most in the long training stages
   env.TENSOR_POOL_MB = Deno.env.get("TENSOR_POOL_MB") ?? "6000";
   let result: Deno.CommandStatus, stdout = "", stderr = "";
   for (let attempt = 1;; attempt++) {

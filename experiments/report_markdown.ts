@@ -1,5 +1,6 @@
 // REPORT.md of `deno task report`: the paper's tables in its layouts, the figures, which of
 // its claims hold on this model (with the numbers), and how every number was produced.
+import { markdownTable, setLabel } from "./markdown_table.ts";
 
 /** A DP triple in percent. */
 interface Triple {
@@ -44,12 +45,6 @@ export interface ReportData {
 
 const f2 = (x: number | null | undefined) =>
   x === null || x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(2);
-
-function table(header: string[], rows: string[][]): string {
-  return [header, header.map(() => "---"), ...rows].map((r) => `| ${r.join(" | ")} |`).join("\n");
-}
-
-const setName = (s: string) => s.replace(/^.*\//, "").replace(/\.jsonl?$/, "");
 
 /** Mean Spearman of a Table 2 row. */
 export function stsAverage(row: ReportData["sts"][number]): number {
@@ -122,9 +117,9 @@ export function reportMarkdown(d: ReportData): string {
   lines.push("");
 
   lines.push("## Table 2 — STS (Spearman × 100, bidirectional mean-pooled embeddings)", "");
-  const sets = d.sts[0]?.sets.map((s) => setName(s.set) + "*") ?? [];
+  const sets = d.sts[0]?.sets.map((s) => setLabel(s.set) + "*") ?? [];
   lines.push(
-    table(
+    markdownTable(
       ["Target", ...sets, "Avg."],
       d.sts.map((r) => [r.target, ...r.sets.map((s) => f2(s.spearman)), f2(stsAverage(r))]),
     ),
@@ -139,7 +134,7 @@ export function reportMarkdown(d: ReportData): string {
   const header = ["Model", "samples", "DP-M", "DP-B", "DP-A"];
   for (const b of buckets) header.push(`${bucketName(b)} DP-M`, "DP-B", "DP-A");
   lines.push(
-    table(
+    markdownTable(
       header,
       d.dp.map((r) => {
         const row = [r.target, String(r.samples), f2(r.dp_main), f2(r.dp_before), f2(r.dp_after)];
@@ -155,7 +150,7 @@ export function reportMarkdown(d: ReportData): string {
 
   lines.push("## Training", "");
   lines.push(
-    table(
+    markdownTable(
       ["Target", "method", "steps", "pairs", "time", "loss (first → last)"],
       d.training.map((t) => [
         t.target,
@@ -172,8 +167,8 @@ export function reportMarkdown(d: ReportData): string {
   lines.push("## Table 4 — multiple choice (acc, percent; mc2 for multi-label tasks)", "");
   const tasks = d.mc.results[0]?.tasks ?? [];
   lines.push(
-    table(
-      ["Model", ...tasks.map((t) => setName(t.task) + "*"), "Average"],
+    markdownTable(
+      ["Model", ...tasks.map((t) => setLabel(t.task) + "*"), "Average"],
       d.mc.results.map((m) => {
         const v = m.tasks.map((t) => t.acc ?? t.mc2 ?? NaN);
         return [m.label, ...v.map(f2), f2(v.reduce((a, b) => a + b, 0) / Math.max(1, v.length))];
@@ -184,14 +179,14 @@ export function reportMarkdown(d: ReportData): string {
   lines.push(
     "acc_norm (per character): " +
       d.mc.results.map((m) =>
-        `${m.label}: ${m.tasks.map((t) => `${setName(t.task)} ${f2(t.accNorm)}`).join(", ")}`
+        `${m.label}: ${m.tasks.map((t) => `${setLabel(t.task)} ${f2(t.accNorm)}`).join(", ")}`
       ).join("; "),
     "",
   );
 
   lines.push("## UBMoE routing (not in the paper)", "");
   lines.push(
-    table(
+    markdownTable(
       ["Layer", "tokens to the bidirectional expert", "mean p(bidirectional)"],
       d.routing.layers.map((
         l,
@@ -217,7 +212,7 @@ export function reportMarkdown(d: ReportData): string {
     lines.push(`Total wall time: ${Math.round(d.totalSeconds)} s`, "");
   }
   lines.push(
-    table(
+    markdownTable(
       ["Stage", "wall time", "command"],
       Object.entries(d.stages).map((
         [name, s],

@@ -4,12 +4,44 @@
 // bytes as an uninterrupted run.
 import { Checkpoint } from "../qwen/checkpoint.ts";
 import type { Device } from "../tensor/device.ts";
-import type { AdamWState } from "../nn/optim.ts";
+import { adamw, type AdamWState, type Optimizer } from "../nn/optim.ts";
+import type { Schedule } from "../nn/schedules.ts";
 import { leaves, type PyTree, unflatten } from "../tensor/pytree.ts";
 import { concat } from "../tensor/ops/layout.ts";
 import { writeSafetensors } from "../tensor/safetensors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { foldIn, Rng } from "../tensor/random.ts";
+
+/** What every fine-tuning run's options hold (saved with it; a resume must match them). */
+export interface RunOptions {
+  lr: number;
+  /** Pairs or conversations per (micro-)batch. */
+  batch: number;
+  warmup: number;
+  maxTokens: number;
+  seed: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  clip: number;
+  saveEvery: number;
+  logEvery: number;
+  /** Identifies the data and base model (file names and sizes), so a resume cannot mix them. */
+  dataId: string;
+  modelId: string;
+}
+
+/** AdamW with a run's β, ε and weight decay, its rate from `schedule`. */
+export function runOptimizer(o: RunOptions, schedule: Schedule): Optimizer<AdamWState> {
+  return adamw({
+    lr: schedule,
+    beta1: o.beta1,
+    beta2: o.beta2,
+    eps: o.eps,
+    weightDecay: o.weightDecay,
+  });
+}
 
 /** train_state.json: the run's options, how far it got and its newest checkpoint folder. */
 export interface RunState<O> {

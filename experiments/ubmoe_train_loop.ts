@@ -6,7 +6,7 @@
 // head, read back per layer), then differentiates the loss with that routing fixed.
 import { valueAndGrad } from "../autograd/grad.ts";
 import { causalLmLoss, ignoreIndex } from "../nn/losses.ts";
-import { adamw, clipFactor } from "../nn/optim.ts";
+import { clipFactor } from "../nn/optim.ts";
 import { hfLinearWarmup } from "../nn/schedules.ts";
 import type { QwenModel, QwenParams } from "../qwen/checkpoint.ts";
 import { decoder, decoderAsync } from "../qwen/decoder.ts";
@@ -23,6 +23,8 @@ import type { Tensor } from "../tensor/tensor.ts";
 import type { SftExample } from "./chat_sft.ts";
 import {
   openRun,
+  runOptimizer,
+  type RunOptions,
   saveRunState,
   settleStep,
   shuffledBatch,
@@ -31,25 +33,10 @@ import {
 } from "./train_state.ts";
 
 /** Everything that determines a router-training run (saved; a resume must match it). */
-export interface UbmoeTrainOptions {
-  lr: number;
+export interface UbmoeTrainOptions extends RunOptions {
   steps: number;
-  /** Conversations per step. */
-  batch: number;
-  warmup: number;
-  maxTokens: number;
   /** Weight of the load-balancing loss (0 = none). */
   auxLossCoef: number;
-  seed: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  clip: number;
-  saveEvery: number;
-  logEvery: number;
-  dataId: string;
-  modelId: string;
 }
 
 /**
@@ -124,13 +111,7 @@ export async function trainRouters(
   const moe = model.config.moe!;
   const perEpoch = Math.ceil(examples.length / o.batch);
   const schedule = hfLinearWarmup({ peak: o.lr, warmup: o.warmup, total: o.steps });
-  const optimizer = adamw({
-    lr: schedule,
-    beta1: o.beta1,
-    beta2: o.beta2,
-    eps: o.eps,
-    weightDecay: o.weightDecay,
-  });
+  const optimizer = runOptimizer(o, schedule);
   const names = model.params.model.layers.map((_, i) => `model.layers.${i}.mlp.gate.weight`);
   // copies, not the model's own tensors (cast to f32 is the identity): the loop disposes them
   const fresh = scope(() => routersOf(model.params).map((r) => mul(cast(r, "f32"), 1)));
