@@ -61,6 +61,18 @@ function maxErr(
   return { err, scale };
 }
 
+/** The fixture's right-padded batch: its rows, sizes, and ids and mask on `device`. */
+function goldenBatch(json: Record<string, any>, device: Device) {
+  const { input_ids, attention_mask } = json.batch as {
+    input_ids: number[][];
+    attention_mask: number[][];
+  };
+  const [b, t] = [input_ids.length, input_ids[0]!.length];
+  const i32 = (rows: number[][]) =>
+    tensor(Int32Array.from(rows.flat()), [b, t], { dtype: "i32", device });
+  return { attention_mask, b, t, ids: i32(input_ids), mask: i32(attention_mask) };
+}
+
 for (const [device, factor] of goldenBackends) {
   Deno.test({
     name:
@@ -70,16 +82,7 @@ for (const [device, factor] of goldenBackends) {
       scopeAsync(async () => {
         const exp = await readExpected("tiny-f32");
         const json = await readExpectedJson("tiny-f32");
-        const { input_ids, attention_mask } = json.batch as {
-          input_ids: number[][];
-          attention_mask: number[][];
-        };
-        const [b, t] = [input_ids.length, input_ids[0]!.length];
-        const ids = tensor(Int32Array.from(input_ids.flat()), [b, t], { dtype: "i32", device });
-        const mask = tensor(Int32Array.from(attention_mask.flat()), [b, t], {
-          dtype: "i32",
-          device,
-        });
+        const { attention_mask, b, t, ids, mask } = goldenBatch(json, device);
         const real = (pos: number) => attention_mask[Math.floor(pos / t)]![pos % t] === 1;
         for (const k of [1, 2]) {
           const m = await goldenUbmoe(device, k);
@@ -122,16 +125,7 @@ for (const [device, factor] of goldenBackends) {
       scopeAsync(async () => {
         const exp = await readExpected("tiny-f32");
         const json = await readExpectedJson("tiny-f32");
-        const { input_ids, attention_mask } = json.batch as {
-          input_ids: number[][];
-          attention_mask: number[][];
-        };
-        const [b, t] = [input_ids.length, input_ids[0]!.length];
-        const ids = tensor(Int32Array.from(input_ids.flat()), [b, t], { dtype: "i32", device });
-        const mask = tensor(Int32Array.from(attention_mask.flat()), [b, t], {
-          dtype: "i32",
-          device,
-        });
+        const { ids, mask } = goldenBatch(json, device);
         const m = await goldenUbmoe(device, 1);
         const { router } = await decoderAsync(m.params, ids, m.config, {
           attentionMask: mask,
