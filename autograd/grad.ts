@@ -82,14 +82,18 @@ export function vjp<P extends PyTree[], R extends PyTree>(
     tapes.splice(tapes.indexOf(tape), 1);
     changeTracingDepth(-1);
   }
-  const back = (cotangents: R): P => {
-    const ct = new Map<Tensor, Tensor>();
+  const back = (cotangents: R, freeAsYouGo = false): P => {
+    const ct = new Cotangents();
     const outLeaves = leaves(out), ctLeaves = leaves(cotangents);
     if (outLeaves.length !== ctLeaves.length) {
       throw new Error(`vjp: output has ${outLeaves.length} tensors, cotangents ${ctLeaves.length}`);
     }
-    outLeaves.forEach((o, i) => accumulate(ct, o, ctLeaves[i]!));
-    backprop(tape, ct);
+    outLeaves.forEach((o, i) => ct.accumulate(o, ctLeaves[i]!));
+    // freeing is only safe when no enclosing tape may still need these tensors
+    const free = freeAsYouGo && tapes.length === 0
+      ? new Set<Tensor>([...outLeaves, ...ctLeaves, ...leaves(inputs)])
+      : null;
+    backprop(tape, ct, free);
     return unflatten(
       inputs,
       leaves(inputs).map((t) => ct.get(t) ?? full(t.shape, 0, "f32", t.device)),
@@ -98,21 +102,79 @@ export function vjp<P extends PyTree[], R extends PyTree>(
   return [out, back];
 }
 
-function accumulate(ct: Map<Tensor, Tensor>, t: Tensor, g: Tensor): void {
-  const prev = ct.get(t);
-  ct.set(t, prev ? add(prev, g) : g);
+/** The cotangent of each tensor, counting how many tensors share each cotangent tensor. */
+class Cotangents {
+  readonly #of = new Map<Tensor, Tensor>();
+  readonly #holders = new Map<Tensor, number>();
+
+  get(t: Tensor): Tensor | undefined {
+    return this.#of.get(t);
+  }
+
+  /** Whether `g` is some tensor's cotangent. */
+  holds(g: Tensor): boolean {
+    return (this.#holders.get(g) ?? 0) > 0;
+  }
+
+  /** Add `g` to t's cotangent; returns the cotangent it replaced, if any. */
+  accumulate(t: Tensor, g: Tensor): Tensor | undefined {
+    const prev = this.#of.get(t);
+    this.#set(t, prev ? add(prev, g) : g);
+    return prev;
+  }
+
+  /** Forget t's cotangent; returns it. */
+  take(t: Tensor): Tensor | undefined {
+    const g = this.#of.get(t);
+    if (g) {
+      this.#of.delete(t);
+      this.#release(g);
+    }
+    return g;
+  }
+
+  #set(t: Tensor, g: Tensor): void {
+    const prev = this.#of.get(t);
+    if (prev) this.#release(prev);
+    this.#of.set(t, g);
+    this.#holders.set(g, (this.#holders.get(g) ?? 0) + 1);
+  }
+
+  #release(g: Tensor): void {
+    const n = (this.#holders.get(g) ?? 0) - 1;
+    if (n > 0) this.#holders.set(g, n);
+    else this.#holders.delete(g);
+  }
 }
 
-function backprop(tape: Tape, ct: Map<Tensor, Tensor>): void {
+/**
+ * Walk the tape backwards. With `keep` (the tensors that must survive: the function's
+ * inputs and outputs and the seed cotangents), memory is freed as it goes: a VJP's own
+ * temporaries when it returns, an entry's output values and their cotangents once the entry
+ * is done (only later entries read a value, and they ran first), and a cotangent replaced by
+ * a sum. Then peak memory is the forward's values plus the backward's frontier, not the
+ * forward plus every backward temporary.
+ */
+function backprop(tape: Tape, ct: Cotangents, keep: Set<Tensor> | null): void {
+  // every tensor the forward made or read: never freed as a cotangent
+  const forward = keep ? new Set(tape.entries.flatMap((e) => [...e.inputs, ...e.outputs])) : null;
+  const free = (t: Tensor | undefined) => {
+    if (t && !keep!.has(t) && !ct.holds(t) && !forward!.has(t)) t.dispose();
+  };
   tape.recording = false;
   try {
     for (let e = tape.entries.length - 1; e >= 0; e--) {
       const { def, inputs, outputs, attrs } = tape.entries[e]!;
       const gOut = outputs.map((o) => ct.get(o));
-      if (gOut.every((g) => g === undefined)) continue;
-      if (def.vjp === nonDifferentiable) continue;
+      const vjpRule = def.vjp;
+      if (gOut.every((g) => g === undefined) || vjpRule === nonDifferentiable) {
+        if (keep) release(outputs);
+        continue;
+      }
       const needsGrad = inputs.map((x) => tape.tracked.has(x));
-      const gIn = def.vjp(gOut, { inputs, outputs, attrs, needsGrad });
+      const run = () => vjpRule(gOut, { inputs, outputs, attrs, needsGrad });
+      const gIn = keep ? scope(run) : run();
+      const replaced: (Tensor | undefined)[] = [];
       inputs.forEach((x, i) => {
         const g = gIn[i];
         if (g === undefined || !tape.tracked.has(x)) return;
@@ -121,11 +183,21 @@ function backprop(tape: Tape, ct: Map<Tensor, Tensor>): void {
             `${def.name}: VJP gave ${fmtShape(g.shape)} for input ${fmtShape(x.shape)}`,
           );
         }
-        accumulate(ct, x, g);
+        replaced.push(ct.accumulate(x, g));
       });
+      if (keep) {
+        for (const o of outputs) ct.take(o);
+        release(outputs);
+        for (const g of [...gOut, ...gIn, ...replaced]) free(g);
+      }
     }
   } finally {
     tape.recording = true;
+  }
+
+  /** Free an entry's output values once the entry is done (unless kept or a cotangent). */
+  function release(outputs: readonly Tensor[]): void {
+    for (const o of outputs) if (!keep!.has(o) && !ct.holds(o)) o.dispose();
   }
 }
 
@@ -146,7 +218,11 @@ export function valueAndGrad<P extends PyTree, A extends unknown[]>(
       if (!(value instanceof Tensor) || value.size !== 1) {
         throw new Error(`valueAndGrad: f must return a one-element tensor, got ${String(value)}`);
       }
-      const [grads] = back(full(value.shape, 1, "f32", value.device) as never);
+      // nothing but the value and the gradients leaves this scope: free as backprop goes
+      const [grads] = (back as (c: Tensor, free: boolean) => [P])(
+        full(value.shape, 1, "f32", value.device),
+        true,
+      );
       return [value, grads] as [Tensor, P];
     });
 }

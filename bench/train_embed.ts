@@ -6,7 +6,6 @@ import { initLora } from "../nn/lora.ts";
 import { adamw, clipFactor } from "../nn/optim.ts";
 import { loadQwen } from "../qwen/checkpoint.ts";
 import { parseTarget, targetModuleShapes } from "../qwen/targets.ts";
-import { padRows } from "../qwen/embed.ts";
 import type { Device } from "../tensor/device.ts";
 import { leaves } from "../tensor/pytree.ts";
 import { Rng } from "../tensor/random.ts";
@@ -89,11 +88,10 @@ async function qwen05bStepSeconds(device: Device): Promise<number> {
   const step = async () => {
     const start = performance.now();
     const next = scope(() => {
-      const { ids, mask } = padRows(rows, device);
       const [loss, grads] = lossAndGrad(trainable, model.params, model, o, lora, {
-        ids,
-        mask,
+        rows,
         dropoutSeed: 7,
+        device,
       });
       const [factor] = clipFactor(grads, 1);
       const [p, s] = optimizer.update(grads, state, trainable, { gradScale: factor });

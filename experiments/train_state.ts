@@ -8,6 +8,7 @@ import { adamw, type AdamWState, type Optimizer } from "../nn/optim.ts";
 import type { Schedule } from "../nn/schedules.ts";
 import { leaves, type PyTree, unflatten } from "../tensor/pytree.ts";
 import { concat } from "../tensor/ops/layout.ts";
+import { scope } from "../tensor/scope.ts";
 import { writeSafetensors } from "../tensor/safetensors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { foldIn, Rng } from "../tensor/random.ts";
@@ -216,7 +217,8 @@ export class StepLog<E extends Record<string, unknown>> {
     const pending = this.#pending;
     if (pending.length === 0) return [];
     this.#pending = [];
-    const joined = concat(pending.map((p) => p.record), 0);
+    // in a scope: concat's own temporaries are freed with it
+    const joined = scope(() => concat(pending.map((p) => p.record), 0));
     const values = await joined.data();
     joined.dispose();
     for (const p of pending) p.record.dispose();
@@ -249,4 +251,21 @@ export class StepLog<E extends Record<string, unknown>> {
 export async function settleStep(device: Device): Promise<void> {
   await device.sync();
   (globalThis as { gc?: () => void }).gc?.();
+  if (memoryLog) {
+    const s = device.stats(), mb = (b: number) => (b / 2 ** 20).toFixed(0);
+    console.error(
+      `memory: rss ${mb(Deno.memoryUsage().rss)} MB, live ${
+        mb(s.liveBytes)
+      } MB in ${s.liveCount}, pooled ${mb(s.pooledBytes)} MB`,
+    );
+  }
 }
+
+/** TENSOR_MEMORY_LOG=1: one line per training step with the process's and the device's memory. */
+const memoryLog = (() => {
+  try {
+    return Deno.env.get("TENSOR_MEMORY_LOG") === "1";
+  } catch {
+    return false;
+  }
+})();

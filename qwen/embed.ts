@@ -4,6 +4,8 @@
 import { bidirectional, type MaskVariant } from "../nn/masks.ts";
 import { meanPool } from "../nn/losses.ts";
 import { tensor } from "../tensor/create.ts";
+import { gather } from "../tensor/ops/gather.ts";
+import { concat } from "../tensor/ops/layout.ts";
 import type { Device } from "../tensor/device.ts";
 import { scope } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
@@ -74,6 +76,35 @@ export function sentenceEmbeddings(
     logits: false,
   });
   return meanPool(lastHiddenState, attentionMask);
+}
+
+/**
+ * Embeddings [B, H] of token rows of different lengths, in the rows' order, computed in
+ * groups of `groupRows` rows of similar length, each padded only to its own longest row
+ * (rounded up to `multiple`). Every row's forward is independent of the others under a
+ * row-wise mask, so this is one padded batch's result with far less padding: a shuffled
+ * batch's longest row is often 2–3× its mean. `embed` gets each group's padded ids and mask
+ * and the group's index (e.g. to seed its dropout).
+ */
+export function groupedEmbeddings(
+  rows: readonly (readonly number[])[],
+  device: Device,
+  embed: (ids: Tensor, mask: Tensor, group: number) => Tensor,
+  { groupRows = 32, multiple = 16 }: { groupRows?: number; multiple?: number } = {},
+): Tensor {
+  const order = rows.map((_, i) => i).sort((a, b) => rows[a]!.length - rows[b]!.length);
+  const parts: Tensor[] = [];
+  for (let start = 0; start < order.length; start += groupRows) {
+    const group = order.slice(start, start + groupRows).map((i) => rows[i]!);
+    const { ids, mask } = padRows(group, device, multiple);
+    parts.push(embed(ids, mask, parts.length));
+  }
+  if (parts.length === 1 && order.every((i, k) => i === k)) return parts[0]!;
+  const sorted = parts.length === 1 ? parts[0]! : concat(parts, 0);
+  // row i of the result is row position[i] of the sorted embeddings
+  const position = new Int32Array(rows.length);
+  order.forEach((row, k) => position[row] = k);
+  return gather(sorted, tensor(position, [rows.length], { dtype: "i32", device }));
 }
 
 /** Options of `embedTexts`. */

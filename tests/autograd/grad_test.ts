@@ -4,6 +4,7 @@ import fc from "fast-check";
 import { grad, stopGradient, valueAndGrad, vjp } from "../../autograd/grad.ts";
 import { randomNormal, tensor } from "../../tensor/create.ts";
 import { add, exp, mul, sub } from "../../tensor/ops/elementwise.ts";
+import { reshape } from "../../tensor/ops/layout.ts";
 import { matmul } from "../../tensor/ops/matmul.ts";
 import { sum } from "../../tensor/ops/reduce.ts";
 import { forEachTensor, leaves, mapTensors, type PyTree } from "../../tensor/pytree.ts";
@@ -12,6 +13,7 @@ import { Tensor } from "../../tensor/tensor.ts";
 import { assertClose } from "../all_close.ts";
 import { pytree, shape } from "../arbitraries.ts";
 import { assert, assertDeepEqual, assertEquals } from "../assert.ts";
+import { backends } from "../backends.ts";
 import { assertProperty } from "../fc.ts";
 
 const tol = { atol: 1e-6, rtol: 1e-6 };
@@ -119,4 +121,30 @@ Deno.test("vjp() maps output cotangents to every primal", async () => {
     assertDeepEqual(Array.from(await ga.data()), [1 + 4, 1, 1 + 12]);
     assertDeepEqual(Array.from(await gb.data()), [-1 + 1, -1, -1 + 6]);
   });
+});
+
+Deno.test("valueAndGrad() frees as backprop goes and still equals vjp() bit for bit, inputs untouched", async () => {
+  for (const device of backends) {
+    await scopeAsync(async () => {
+      const w = randomNormal([6, 5], { seed: 1, device });
+      const b = randomNormal([5], { seed: 2, device });
+      const x = randomNormal([4, 6], { seed: 3, device }); // frozen
+      // a shared value read by three consumers, add (one cotangent for both inputs), views,
+      // a stopped branch and a frozen argument
+      const f = (p: { w: Tensor; b: Tensor }, x: Tensor) => {
+        const h = add(matmul(x, p.w), p.b);
+        const shared = exp(mul(h, 0.1));
+        const view = reshape(shared, [2, 10]);
+        const mixed = add(mul(shared, shared), reshape(mul(view, 3), [4, 5]));
+        return sum(sub(add(mixed, shared), stopGradient(mul(shared, h))));
+      };
+      const [value, grads] = valueAndGrad(f)({ w, b }, x);
+      const [out, back] = vjp((p: { w: Tensor; b: Tensor }) => f(p, x), { w, b });
+      const [expected] = back(tensor([1], [], { device }) as never) as [{ w: Tensor; b: Tensor }];
+      assertEquals(await value.item(), await out.item());
+      assertDeepEqual(Array.from(await grads.w.data()), Array.from(await expected.w.data()));
+      assertDeepEqual(Array.from(await grads.b.data()), Array.from(await expected.b.data()));
+      for (const t of [w, b, x]) assert(t.alive, "an input was freed");
+    });
+  }
 });

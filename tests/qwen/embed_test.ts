@@ -8,9 +8,18 @@ import {
   cosine,
   embeddingPrompt,
   embedTexts,
+  groupedEmbeddings,
   padRows,
   promptIds,
+  sentenceEmbeddings,
 } from "../../qwen/embed.ts";
+import { valueAndGrad } from "../../autograd/grad.ts";
+import { nodeAt, withTensors } from "../../nn/params.ts";
+import { tensor } from "../../tensor/create.ts";
+import { cast, mul } from "../../tensor/ops/elementwise.ts";
+import { sum } from "../../tensor/ops/reduce.ts";
+import { Rng } from "../../tensor/random.ts";
+import type { Tensor } from "../../tensor/tensor.ts";
 import { QwenTokenizer } from "../../qwen/tokenizer.ts";
 import { referenceDevice } from "../../tensor/reference.ts";
 import { scopeAsync } from "../../tensor/scope.ts";
@@ -109,3 +118,44 @@ Deno.test(`embedTexts() gives a text the same vector whatever its batch on ${dev
       assertClose(mixed[i + 1]!, all[i]!, tol, `'${text}' among neighbours, batch 3`);
     });
   }));
+
+for (const dev of [referenceDevice, ...webgpuBackends]) {
+  Deno.test(`groupedEmbeddings() equals one padded batch, values and gradients, on ${dev.name}`, () =>
+    scopeAsync(async () => {
+      const model = await loadQwen(modelDir, dev);
+      const rng = new Rng(11);
+      // lengths 3…40 in no order, so the groups permute the rows
+      const rows = Array.from(
+        { length: 9 },
+        () => Array.from({ length: 3 + rng.int(38) }, () => 1 + rng.int(5000)),
+      );
+      const name = "model.norm.weight";
+      const norm = cast(nodeAt(model.params, name) as Tensor, "f32");
+      const weights = tensor(
+        Float32Array.from({ length: rows.length * model.config.hiddenSize }, () => rng.normal()),
+        [rows.length, model.config.hiddenSize],
+        { device: dev },
+      );
+      const embed = (w: Tensor, ids: Tensor, mask: Tensor) =>
+        sentenceEmbeddings(withTensors(model.params, { [name]: w }), ids, mask, model.config);
+      const onePadded = (w: Tensor) => {
+        const { ids, mask } = padRows(rows, dev);
+        return embed(w, ids, mask);
+      };
+      const groups: number[] = [];
+      const grouped = (w: Tensor) =>
+        groupedEmbeddings(rows, dev, (ids, mask, group) => {
+          groups.push(group);
+          assertEquals(ids.shape[1]! % 16, 0, "group width is a multiple of 16");
+          return embed(w, ids, mask);
+        }, { groupRows: 4 });
+      const loss = (f: (w: Tensor) => Tensor) => (w: Tensor) => sum(mul(f(w), weights));
+      const [lossA, gradA] = valueAndGrad(loss(onePadded))(norm);
+      const [lossB, gradB] = valueAndGrad(loss(grouped))(norm);
+      assertDeepEqual(groups, [0, 1, 2], "9 rows in groups of 4");
+      const tol = { atol: 1e-4, rtol: 1e-4 };
+      assertClose(await grouped(norm).data(), await onePadded(norm).data(), tol, "embeddings");
+      assertClose(await lossB.data(), await lossA.data(), tol, "loss");
+      assertClose(await gradB.data(), await gradA.data(), tol, "gradient of the final norm");
+    }));
+}
