@@ -116,17 +116,21 @@ export function initLora(
   return out;
 }
 
-/** The LoRA term of a Linear layer: scale · dropout(x)·Aᵀ·Bᵀ. */
+/**
+ * The LoRA term of a Linear layer: scale · dropout(x)·Aᵀ·Bᵀ. The scale multiplies the
+ * rank-r product (PEFT scales the output): the same value, and training keeps one
+ * [tokens, r] tensor for the backward instead of a [tokens, out] one.
+ */
 export function loraLinearDelta(x: Tensor, lora: LoraAttachment): Tensor {
   const input = lora.dropout > 0 ? dropout(x, lora.dropout, lora.seed) : x;
-  const down = matmul(input, lora.A, { transB: true });
-  return mul(matmul(down, lora.B, { transB: true }), lora.scale);
+  const down = mul(matmul(input, lora.A, { transB: true }), lora.scale);
+  return matmul(down, lora.B, { transB: true });
 }
 
 /** The LoRA term of an embedding lookup: scale · Aᵀ[ids]·Bᵀ (PEFT applies no dropout here). */
 export function loraEmbeddingDelta(ids: Tensor, lora: LoraAttachment): Tensor {
-  const rows = gather(transpose(lora.A), ids); // [..., r]
-  return mul(matmul(rows, lora.B, { transB: true }), lora.scale);
+  const rows = mul(gather(transpose(lora.A), ids), lora.scale); // [..., r]
+  return matmul(rows, lora.B, { transB: true });
 }
 
 /** Options of `attachLora`. */
