@@ -62,6 +62,9 @@ const u32s = new Uint32Array(f32s.buffer);
 
 const maxPendingDispatches = 256;
 
+/** `derived` key of a storage's plain layout rebuilt after `dropPlainLayout`. */
+const plainLayoutKey = "plain-layout";
+
 /**
  * Round an element count up to a size class so pooled storage is reused: 8 classes per
  * power of two (at most 12.5 % slack), at least 64 elements.
@@ -178,6 +181,15 @@ export class WebGpuDevice implements Device {
     return d;
   }
 
+  /** Release the derived form `key` of a storage now, if it has one. */
+  dropDerived(storage: Storage, key: string): void {
+    const entries = this.#derived.get(storage as GpuStorage);
+    const d = entries?.get(key);
+    if (!d) return;
+    entries!.delete(key);
+    this.release(d);
+  }
+
   /**
    * Keep only the derived form `key` of a storage (e.g. a weight's packed matmul panels):
    * its own texture is destroyed, and rebuilt by `unpack` only if another kernel reads it.
@@ -204,7 +216,16 @@ export class WebGpuDevice implements Device {
 
   /** The storage itself, or its rebuilt plain layout when that was dropped. */
   #plain(s: GpuStorage): GpuStorage {
-    return s.unpack ? this.derived(s, "plain-layout", s.unpack) : s;
+    return s.unpack ? this.derived(s, plainLayoutKey, s.unpack) : s;
+  }
+
+  /**
+   * Free the plain layout rebuilt for a storage that is kept in a derived form (e.g. after
+   * packing a weight's panels the other way round from it): encoded work that reads it still
+   * runs first, and a later reader rebuilds it.
+   */
+  dropRebuiltPlain(storage: Storage): void {
+    this.dropDerived(storage, plainLayoutKey);
   }
 
   release(storage: Storage): void {

@@ -32,6 +32,14 @@ for (const dtype of ["f32", "bf16"] as const) {
             await matmul(w, x, { transB: true }).data(),
             await matmul(plain, x, { transB: true }).data(),
           );
+          // w as an untransposed B (a backward product): packed the other way from the
+          // rebuilt plain layout, which is then let go and rebuilt again when read
+          const y = randomNormal([4, n], { device: d, seed: 3 });
+          const viaPlain = await matmul(y, plain).data();
+          assertDeepEqual(await matmul(y, w).data(), viaPlain);
+          assertDeepEqual(await matmul(y, w).data(), viaPlain);
+          assertDeepEqual(await w.data(), values);
+          assertDeepEqual(await add(w, 1).data(), await add(plain, 1).data());
         }
       }),
   });

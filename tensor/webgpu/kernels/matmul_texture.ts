@@ -160,6 +160,9 @@ function packB(dev: WebGpuDevice, b: GpuTensor, plan: MatmulPlan): Packed {
       uniforms: [plan.n, plan.k, ks, plan.transB ? 1 : 0, colBlocks],
       workgroups: [Math.max(1, Math.ceil((ks * 8 * runOf(d)) / 64)), colBlocks, plan.bBatches],
     });
+    // a weight kept packed (keepLinearWeightPacked) had its plain layout rebuilt to be read
+    // here: once it is packed this way too, the rebuilt copy is not kept beside both
+    if (plan.transB === false) dev.dropRebuiltPlain(b.storage);
     return s;
   });
   shift = Math.log2(storage.texture!.width);
