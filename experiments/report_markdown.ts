@@ -9,11 +9,20 @@ interface Triple {
   dp_after: number;
 }
 
+/** Where the report ran. */
+export interface Machine {
+  deno: string;
+  os: string;
+  cpus: { count: number; model: string };
+  /** The WebGPU adapter's description, or "none". */
+  adapter: string;
+}
+
 /** Everything the report shows (also written as report.json). */
 export interface ReportData {
   model: string;
   settings: Record<string, unknown>;
-  machine: Record<string, unknown>;
+  machine: Machine;
   stages: Record<string, { command: string; seconds: number }>;
   dp: ({
     target: string;
@@ -206,11 +215,21 @@ export function reportMarkdown(d: ReportData): string {
   );
 
   lines.push("## How it was produced", "");
-  lines.push(`Machine: ${JSON.stringify(d.machine)}`, "");
+  const m = d.machine;
+  lines.push(
+    `Machine: ${m.cpus.count} × ${m.cpus.model} (${m.os}), Deno ${m.deno}, WebGPU adapter: ${m.adapter}`,
+    "",
+  );
   lines.push(`Settings: ${JSON.stringify(d.settings)}`, "");
-  if (d.totalSeconds !== undefined) {
-    lines.push(`Total wall time: ${Math.round(d.totalSeconds)} s`, "");
-  }
+  const stageSeconds = Object.values(d.stages).reduce((a, r) => a + r.seconds, 0);
+  lines.push(
+    `Stage times add up to ${Math.round(stageSeconds)} s` +
+      (d.totalSeconds === undefined
+        ? "."
+        : `; this invocation took ${Math.round(d.totalSeconds)} s (stages done by an earlier ` +
+          "run are reused and count with their recorded times above)."),
+    "",
+  );
   lines.push(
     markdownTable(
       ["Stage", "wall time", "command"],
