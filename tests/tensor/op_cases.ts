@@ -356,7 +356,7 @@ function crossEntropyCase(withG: boolean): CaseGen {
   return (mode) =>
     fc.record({
       n: fc.integer({ min: 1, max: 6 }),
-      v: fc.oneof(fc.integer({ min: 1, max: 9 }), fc.constantFrom(63, 65)),
+      v: fc.oneof(fc.integer({ min: 1, max: 9 }), fc.constantFrom(63, 64, 65)),
       ignoreIndex: fc.constantFrom(-100, 1),
       dtype: floatDtype(mode),
       seed,

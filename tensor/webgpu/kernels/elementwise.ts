@@ -48,6 +48,12 @@ interface ElementwiseSpec {
   helpers?: string;
   /** Inputs (same shape as the output, 32-bit) whose texel is loaded once into `p{k}`. */
   preloaded?: readonly number[];
+  /**
+   * For a 32-bit output: WGSL statements returning output texel `t` (elements 4t … 4t+3) as
+   * a vec4, used instead of `body` when a texel's elements share work (a row index, say:
+   * integer division is scalar on llvmpipe). Elements past the end are not stored.
+   */
+  texel?: string;
 }
 
 /**
@@ -100,7 +106,10 @@ export function elementwise(dev: WebGpuDevice, spec: ElementwiseSpec): Storage {
   const preloaded = half ? [] : (spec.preloaded ?? []);
   const params = preloaded.map((k) => `, p${k}: vec4<${wgslType(inputs[k]!.dtype)}>`).join("");
   const args = preloaded.map((k) => `, p${k}`).join("");
-  const lanes = half
+  if (spec.texel && half) throw new Error(`${spec.name}: a texel body needs a 32-bit output`);
+  const lanes = spec.texel
+    ? "st_out(t, texel(t));"
+    : half
     ? `var lo = vec4<f32>(0.0); var hi = vec4<f32>(0.0);
   for (var j = 0u; j < 4u; j++) { if (t * 8u + j < n) { lo[j] = f32(elem(t * 8u + j, j)); } }
   for (var j = 0u; j < 4u; j++) { if (t * 8u + 4u + j < n) { hi[j] = f32(elem(t * 8u + 4u + j, j)); } }
@@ -113,9 +122,15 @@ export function elementwise(dev: WebGpuDevice, spec: ElementwiseSpec): Storage {
 const X = ${extraBase}u;
 ${readers.join("\n")}
 ${spec.helpers ?? ""}
-fn elem(e: u32, texel_lane: u32${params}) -> ${half ? "f32" : ty} {
+${
+    spec.texel && !half
+      ? `fn texel(t: u32) -> vec4<${ty}> {
+  ${spec.texel}
+}`
+      : `fn elem(e: u32, texel_lane: u32${params}) -> ${half ? "f32" : ty} {
   ${spec.body}
-}
+}`
+  }
 ${entry()} {
   let n = u(0u);
   ${invocationIndex(`(n + ${per - 1}u) / ${per}u`)}
