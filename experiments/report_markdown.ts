@@ -71,8 +71,10 @@ export function claims(d: ReportData): { claim: string; holds: boolean; evidence
     {
       claim: "Bidirectional training of FFN gives the lowest DP-A of all targets (Table 3)",
       holds: byDpA[0]!.target === "FFN",
-      evidence:
-        `lowest DP-A: ${byDpA[0]!.target} ${f2(byDpA[0]!.dp_after)}; FFN ${f2(ffn.dp_after)}; ` +
+      evidence: `lowest DP-A: ${byDpA[0]!.target} ${f2(byDpA[0]!.dp_after)}; ` +
+        (byDpA[0] === ffn
+          ? `next: ${byDpA[1]?.target ?? "–"} ${byDpA[1] ? f2(byDpA[1].dp_after) : "–"}; `
+          : `FFN ${f2(ffn.dp_after)}; `) +
         `highest: ${byDpA.at(-1)!.target} ${f2(byDpA.at(-1)!.dp_after)}`,
     },
     {
