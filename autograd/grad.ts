@@ -70,6 +70,18 @@ export function vjp<P extends PyTree[], R extends PyTree>(
   f: (...primals: P) => R,
   ...primals: P
 ): [R, (cotangents: R) => P] {
+  const [out, back] = traced(f, primals);
+  return [out, (cotangents) => back(cotangents, false)];
+}
+
+/**
+ * `vjp`, whose backward function can also free memory as it goes (`freeAsYouGo`, for callers
+ * that keep nothing but the primals' cotangents: see `backprop`).
+ */
+function traced<P extends PyTree[], R extends PyTree>(
+  f: (...primals: P) => R,
+  primals: P,
+): [R, (cotangents: R, freeAsYouGo: boolean) => P] {
   const tape = new Tape();
   const inputs = alias(primals);
   for (const t of leaves(inputs)) tape.tracked.add(t);
@@ -82,7 +94,7 @@ export function vjp<P extends PyTree[], R extends PyTree>(
     tapes.splice(tapes.indexOf(tape), 1);
     changeTracingDepth(-1);
   }
-  const back = (cotangents: R, freeAsYouGo = false): P => {
+  const back = (cotangents: R, freeAsYouGo: boolean): P => {
     const ct = new Cotangents();
     const outLeaves = leaves(out), ctLeaves = leaves(cotangents);
     if (outLeaves.length !== ctLeaves.length) {
@@ -90,10 +102,10 @@ export function vjp<P extends PyTree[], R extends PyTree>(
     }
     outLeaves.forEach((o, i) => ct.accumulate(o, ctLeaves[i]!));
     // freeing is only safe when no enclosing tape may still need these tensors
-    const free = freeAsYouGo && tapes.length === 0
+    const keep = freeAsYouGo && tapes.length === 0
       ? new Set<Tensor>([...outLeaves, ...ctLeaves, ...leaves(inputs)])
       : null;
-    backprop(tape, ct, free);
+    backprop(tape, ct, keep);
     return unflatten(
       inputs,
       leaves(inputs).map((t) => ct.get(t) ?? full(t.shape, 0, "f32", t.device)),
@@ -214,15 +226,12 @@ export function valueAndGrad<P extends PyTree, A extends unknown[]>(
 ): (params: P, ...rest: A) => [Tensor, P] {
   return (params, ...rest) =>
     scope(() => {
-      const [value, back] = vjp((p: P) => f(p, ...rest), params);
+      const [value, back] = traced((p: P) => f(p, ...rest), [params]);
       if (!(value instanceof Tensor) || value.size !== 1) {
         throw new Error(`valueAndGrad: f must return a one-element tensor, got ${String(value)}`);
       }
       // nothing but the value and the gradients leaves this scope: free as backprop goes
-      const [grads] = (back as (c: Tensor, free: boolean) => [P])(
-        full(value.shape, 1, "f32", value.device),
-        true,
-      );
+      const [grads] = back(full(value.shape, 1, "f32", value.device), true);
       return [value, grads] as [Tensor, P];
     });
 }

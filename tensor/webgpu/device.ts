@@ -181,15 +181,6 @@ export class WebGpuDevice implements Device {
     return d;
   }
 
-  /** Release the derived form `key` of a storage now, if it has one. */
-  dropDerived(storage: Storage, key: string): void {
-    const entries = this.#derived.get(storage as GpuStorage);
-    const d = entries?.get(key);
-    if (!d) return;
-    entries!.delete(key);
-    this.release(d);
-  }
-
   /**
    * Keep only the derived form `key` of a storage (e.g. a weight's packed matmul panels):
    * its own texture is destroyed, and rebuilt by `unpack` only if another kernel reads it.
@@ -225,7 +216,11 @@ export class WebGpuDevice implements Device {
    * runs first, and a later reader rebuilds it.
    */
   dropRebuiltPlain(storage: Storage): void {
-    this.dropDerived(storage, plainLayoutKey);
+    const entries = this.#derived.get(storage as GpuStorage);
+    const plain = entries?.get(plainLayoutKey);
+    if (!plain) return;
+    entries!.delete(plainLayoutKey);
+    this.release(plain);
   }
 
   release(storage: Storage): void {

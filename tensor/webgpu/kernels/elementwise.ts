@@ -123,7 +123,7 @@ const X = ${extraBase}u;
 ${readers.join("\n")}
 ${spec.helpers ?? ""}
 ${
-    spec.texel && !half
+    spec.texel
       ? `fn texel(t: u32) -> vec4<${ty}> {
   ${spec.texel}
 }`
