@@ -15,7 +15,7 @@ import { scopeAsync } from "../tensor/scope.ts";
 import { attentionWithDpStats, attentionWithLse } from "../tensor/ops/attention.ts";
 import { dpStats } from "../tensor/ops/dp_stats.ts";
 import { peakRssMb } from "./qwen.ts";
-import { ensureQwen05b } from "./qwen05b.ts";
+import { writeQwenShape } from "./qwen_shapes.ts";
 import { medianMs } from "./timing.ts";
 
 async function timeOnce(run: () => Promise<unknown>): Promise<number> {
@@ -74,7 +74,7 @@ export async function benchDp(device: Device): Promise<Record<string, number>> {
     ...await attentionFigures(device, 512),
     ...await attentionFigures(device, 2048),
   };
-  const model = await loadQwen(await ensureQwen05b(), device);
+  const model = await loadQwen(await writeQwenShape("0.5b"), device);
   const rng = new Rng(5);
   const ids = (n: number) => Int32Array.from({ length: n }, () => rng.int(model.config.vocabSize));
   const x512 = ids(512);

@@ -6,7 +6,7 @@ import { generate } from "../qwen/generate.ts";
 import { tensor } from "../tensor/create.ts";
 import type { Device } from "../tensor/device.ts";
 import { Rng } from "../tensor/random.ts";
-import { ensureQwen05b } from "./qwen05b.ts";
+import { writeQwenShape } from "./qwen_shapes.ts";
 import { medianMs } from "./timing.ts";
 
 /**
@@ -29,7 +29,7 @@ export function peakRssMb(): number {
 }
 
 export async function benchQwen(device: Device): Promise<Record<string, number>> {
-  const model = await loadQwen(await ensureQwen05b(), device);
+  const model = await loadQwen(await writeQwenShape("0.5b"), device);
   const rng = new Rng(3);
   const ids = Int32Array.from({ length: 512 }, () => rng.int(model.config.vocabSize));
   const forwardMs = await medianMs(device, () => {

@@ -20,7 +20,7 @@ import {
 } from "../experiments/embed_train_loop.ts";
 import { readPairs } from "../experiments/pair_data.ts";
 import { settleStep } from "../experiments/train_state.ts";
-import { ensureQwen05b } from "./qwen05b.ts";
+import { writeQwenShape } from "./qwen_shapes.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 
@@ -68,7 +68,7 @@ async function tinyPairsPerS(device: Device): Promise<number> {
 
 /** Seconds of one LoRA-FFN step (loss, gradients, clipping, AdamW) on the 0.5B shape. */
 async function qwen05bStepSeconds(device: Device): Promise<number> {
-  const model = await loadQwen(await ensureQwen05b(), device);
+  const model = await loadQwen(await writeQwenShape("0.5b"), device);
   const o = options(8, 1);
   const lora = loraConfigOf(o, model.dir);
   let trainable: Trainable = initLora(

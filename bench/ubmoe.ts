@@ -12,7 +12,7 @@ import type { Device } from "../tensor/device.ts";
 import { f32ToBf16Bits } from "../tensor/dtype.ts";
 import { Rng } from "../tensor/random.ts";
 import { scopeAsync } from "../tensor/scope.ts";
-import { ensureQwen05b } from "./qwen05b.ts";
+import { writeQwenShape } from "./qwen_shapes.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 
@@ -79,7 +79,7 @@ export async function benchUbmoe(device: Device): Promise<Record<string, number>
   for await (const _ of generate(tiny, prompt, { maxNewTokens: 64 })) n++;
   const tinyTokensPerS = n / ((performance.now() - start) / 1000);
 
-  const base = await loadQwen(await ensureQwen05b(), device);
+  const base = await loadQwen(await writeQwenShape("0.5b"), device);
   const rng = new Rng(4);
   const ids = Int32Array.from({ length: 512 }, () => rng.int(base.config.vocabSize));
   const baseSeconds = await forwardSeconds(base, ids, device);

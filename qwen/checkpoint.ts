@@ -6,14 +6,23 @@ import { tensor } from "../tensor/create.ts";
 import type { Device } from "../tensor/device.ts";
 import type { DType } from "../tensor/dtype.ts";
 import { SafetensorsError, SafetensorsFile, type TensorInfo } from "../tensor/safetensors.ts";
-import type { Tensor } from "../tensor/tensor.ts";
-import { fmtShape } from "../tensor/tensor.ts";
+import { fmtShape, Tensor } from "../tensor/tensor.ts";
 import { treeFromNames } from "../nn/params.ts";
 import type { ExpertParams, MoeMlpParams } from "./moe.ts";
 import { ConfigError, expectedShapes, type Qwen2Config, readQwen2Config } from "./config.ts";
 
+/** File dtypes a device stores byte for byte. */
+const storedAs = { F32: "f32", BF16: "bf16", F16: "f16", I32: "i32" } as const;
+const dtypeBytes = (d: DType) => (d === "bf16" || d === "f16" ? 2 : 4);
+/** The read window (and how much is uploaded between waits for the device). */
+const windowBytes = Number(Deno.env.get("WIN_MB") ?? 32) << 20;
+const syncBytes = Number(Deno.env.get("SYNC_MB") ?? 32) << 20;
+
 /** The tensors of a model directory, by name, each in its file. */
 export class Checkpoint {
+  private window: Uint8Array<ArrayBuffer> | null = null;
+  private unsynced = 0;
+
   private constructor(
     readonly dir: string,
     private readonly files: Map<string, SafetensorsFile>,
@@ -78,13 +87,43 @@ export class Checkpoint {
     return f && info ? { info, path: f.path } : undefined;
   }
 
-  /** Read one tensor onto `device`, keeping bf16/f16 as stored (I64/U8 become i32, F64 f32). */
+  /**
+   * Read one tensor onto `device`, keeping bf16/f16 as stored (I64/U8 become i32, F64 f32).
+   * Tensors the device stores as they are in the file travel through one reused window
+   * (no host copy of the whole tensor).
+   */
   async load(name: string, device: Device = defaultDevice()): Promise<Tensor> {
     const f = this.where.get(name);
     if (!f) throw new SafetensorsError(this.dir, `no tensor named '${name}'`);
-    const { info, bytes } = await f.read(name);
-    const { values, dtype } = decode(info, bytes, f.path);
-    return tensor(values, info.shape, { dtype, device });
+    const info = f.info(name)!;
+    const dtype = storedAs[info.dtype as keyof typeof storedAs];
+    if (!dtype) {
+      const { bytes } = await f.read(name);
+      const { values, dtype } = decode(info, bytes, f.path);
+      return tensor(values, info.shape, { dtype, device });
+    }
+    const total = info.end - info.begin;
+    const writer = device.uploadPieces(total / dtypeBytes(dtype), dtype);
+    const size = Math.max(
+      writer.pieceBytes,
+      Math.floor(windowBytes / writer.pieceBytes) * writer.pieceBytes,
+    );
+    if (!this.window || this.window.length < Math.min(size, total)) {
+      this.window = new Uint8Array(Math.min(size, Math.max(total, 1 << 20)));
+    }
+    const step = Math.floor(this.window.length / writer.pieceBytes) * writer.pieceBytes;
+    for (let at = 0; at < total; at += step) {
+      const piece = this.window.subarray(0, Math.min(step, total - at));
+      await f.readInto(name, at, piece);
+      writer.write(piece);
+      this.unsynced += piece.length;
+      // the device copies each piece to a staging buffer it frees once the queue has run it
+      if (this.unsynced >= syncBytes) {
+        await device.sync();
+        this.unsynced = 0;
+      }
+    }
+    return new Tensor(info.shape, dtype, device, writer.done());
   }
 
   close(): void {

@@ -23,6 +23,16 @@ export interface MemoryStats {
   pooledBytes: number;
 }
 
+/** Fills a new storage piece by piece (`Device.uploadPieces`). */
+export interface StorageWriter {
+  /** Every piece but the last must be a multiple of this many bytes. */
+  readonly pieceBytes: number;
+  /** Write the next piece; the caller may reuse `bytes` as soon as this returns. */
+  write(bytes: Uint8Array<ArrayBuffer>): void;
+  /** The storage, once every byte was written. */
+  done(): Storage;
+}
+
 /** A backend: where tensors live and how ops run there. */
 export interface Device {
   /** `reference`, `webgpu:texture` or `webgpu:buffer`. */
@@ -30,6 +40,12 @@ export interface Device {
   readonly kind: "reference" | "webgpu";
   /** Copy host values to a new storage. For bf16/f16, `values` is f32 (rounded here) or raw bits. */
   upload(values: HostArray, dtype: DType): Storage;
+  /**
+   * A new storage of `n` elements written from raw little-endian bytes (bf16/f16 bits, f32,
+   * i32) in consecutive pieces, so a large tensor goes from a file to the device through one
+   * small reused window instead of a host copy of the whole.
+   */
+  uploadPieces(n: number, dtype: DType): StorageWriter;
   /** Read a storage back, upcast to f32 (floats) or i32. */
   read(
     storage: Storage,

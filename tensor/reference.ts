@@ -1,4 +1,4 @@
-import type { Device, HostArray, MemoryStats, Storage } from "./device.ts";
+import type { Device, HostArray, MemoryStats, Storage, StorageWriter } from "./device.ts";
 import {
   bf16BitsToF32,
   byteSize,
@@ -45,6 +45,29 @@ class ReferenceDevice implements Device {
     const s = new RefStorage(this.#toStored(values, dtype), dtype);
     this.#live.add(s);
     return s;
+  }
+
+  uploadPieces(n: number, dtype: DType): StorageWriter {
+    const half = dtype === "bf16" || dtype === "f16";
+    const all = new Uint8Array(n * (half ? 2 : 4));
+    let at = 0;
+    return {
+      pieceBytes: 4,
+      write: (bytes) => {
+        all.set(bytes, at);
+        at += bytes.length;
+      },
+      done: () => {
+        if (at !== all.length) throw new Error(`uploadPieces: ${at} of ${all.length} bytes written`);
+        const b = all.buffer;
+        const values = half
+          ? new Uint16Array(b)
+          : dtype === "i32"
+          ? new Int32Array(b)
+          : new Float32Array(b);
+        return this.upload(values, dtype);
+      },
+    };
   }
 
   read(

@@ -197,6 +197,17 @@ export class SafetensorsFile {
     return { info, bytes };
   }
 
+  /** Read `out.length` bytes of tensor `name`, starting `offset` bytes into it, into `out`. */
+  async readInto(name: string, offset: number, out: Uint8Array<ArrayBuffer>): Promise<void> {
+    const info = this.tensors.get(name);
+    if (!info) throw new SafetensorsError(this.path, `no tensor named '${name}'`);
+    if (!this.file) throw new SafetensorsError(this.path, "file is closed");
+    if (offset < 0 || offset + out.length > info.end - info.begin) {
+      throw new Error(`readInto: bytes ${offset}..${offset + out.length} outside tensor '${name}'`);
+    }
+    await fillAt(this.file, this.dataStart + info.begin + offset, out, this.path);
+  }
+
   /** Close the file. */
   close(): void {
     this.file?.close();
@@ -215,26 +226,38 @@ async function readAt(
   path: string,
 ): Promise<Uint8Array<ArrayBuffer>> {
   const out = new Uint8Array(length);
+  await fillAt(file, offset, out, path);
+  return out;
+}
+
+async function fillAt(
+  file: Deno.FsFile,
+  offset: number,
+  out: Uint8Array<ArrayBuffer>,
+  path: string,
+): Promise<void> {
   await file.seek(offset, Deno.SeekMode.Start);
   let done = 0;
-  while (done < length) {
+  while (done < out.length) {
     const n = await file.read(out.subarray(done));
     if (n === null) {
       throw new SafetensorsError(
         path,
-        `file is truncated (wanted ${length} bytes at offset ${offset})`,
+        `file is truncated (wanted ${out.length} bytes at offset ${offset})`,
       );
     }
     done += n;
   }
-  return out;
 }
 
-/** A tensor to write: raw little-endian bytes, or a function producing them when written. */
+/**
+ * A tensor to write: raw little-endian bytes, a function producing them when written, or a
+ * function producing them in consecutive pieces (so a tensor larger than memory streams).
+ */
 export interface TensorToWrite {
   dtype: SafetensorsDType;
   shape: readonly number[];
-  data: ArrayBufferView | (() => ArrayBufferView);
+  data: ArrayBufferView | (() => ArrayBufferView | Iterable<ArrayBufferView>);
 }
 
 /** The header bytes and the tensors in file order (decreasing element size, then name). */
@@ -257,20 +280,43 @@ function layout(tensors: Record<string, TensorToWrite>, metadata: Record<string,
   const prefix = new Uint8Array(8 + headerBytes.length);
   new DataView(prefix.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
   prefix.set(headerBytes, 8);
-  const bytesOf = (name: string): Uint8Array => {
+  /** A tensor's bytes, piece by piece, checked to add up to its size. */
+  function* bytesOf(name: string): Generator<Uint8Array> {
     const t = tensors[name]!;
     const d = typeof t.data === "function" ? t.data() : t.data;
+    const pieces = ArrayBuffer.isView(d) ? [d] : d;
     const want = (header[name] as { data_offsets: number[] }).data_offsets;
-    if (d.byteLength !== want[1]! - want[0]!) {
+    const need = want[1]! - want[0]!;
+    let got = 0;
+    for (const p of pieces) {
+      got += p.byteLength;
+      if (got > need) break;
+      yield new Uint8Array(p.buffer, p.byteOffset, p.byteLength);
+    }
+    if (got !== need) {
       throw new Error(
-        `safetensors: tensor '${name}' has ${d.byteLength} bytes, ${t.dtype} ${
+        `safetensors: tensor '${name}' has ${got > need ? "more than " : ""}${got} bytes, ${t.dtype} ${
           JSON.stringify(t.shape)
-        } needs ${want[1]! - want[0]!}`,
+        } needs ${need}`,
       );
     }
-    return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-  };
+  }
   return { names, prefix, dataBytes: offset, bytesOf };
+}
+
+/**
+ * The bytes a safetensors file starts with (length + header) and the size of its data
+ * section, for tensors laid out as `encodeSafetensors` and `writeSafetensors` lay them out.
+ */
+export function safetensorsPrefix(
+  tensors: Record<string, Omit<TensorToWrite, "data">>,
+  metadata: Record<string, string> = { format: "pt" },
+): { prefix: Uint8Array; dataBytes: number } {
+  const noData = Object.fromEntries(
+    Object.entries(tensors).map(([k, t]) => [k, { ...t, data: new Uint8Array(0) }]),
+  );
+  const { prefix, dataBytes } = layout(noData, metadata);
+  return { prefix, dataBytes };
 }
 
 /**
@@ -286,9 +332,10 @@ export function encodeSafetensors(
   out.set(prefix);
   let at = prefix.length;
   for (const name of names) {
-    const b = bytesOf(name);
-    out.set(b, at);
-    at += b.length;
+    for (const b of bytesOf(name)) {
+      out.set(b, at);
+      at += b.length;
+    }
   }
   return out;
 }
@@ -307,7 +354,7 @@ export async function writeSafetensors(
   const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
   try {
     await writeAll(file, prefix);
-    for (const name of names) await writeAll(file, bytesOf(name));
+    for (const name of names) for (const b of bytesOf(name)) await writeAll(file, b);
   } catch (e) {
     file.close();
     await Deno.remove(tmp).catch(() => {});
