@@ -209,7 +209,9 @@ export async function writeQwenShape(
   if (await Deno.stat(marker).then(() => true, () => false)) return dir;
   await Deno.mkdir(dir, { recursive: true });
   log(
-    `qwen-shapes: writing a ${options.sparse ? "sparse " : ""}random bf16 Qwen2.5-${size.toUpperCase()}-shaped checkpoint (${
+    `qwen-shapes: writing a ${
+      options.sparse ? "sparse " : ""
+    }random bf16 Qwen2.5-${size.toUpperCase()}-shaped checkpoint (${
       (plan.totalBytes / 2 ** 30).toFixed(2)
     } GiB in ${plan.files.length} files) to ${dir}…`,
   );

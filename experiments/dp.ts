@@ -206,7 +206,7 @@ await runCommand("dp", async () => {
   if (!flags.data) console.error(`dp: data: ${dataPath} (the bundled prompt set)`);
 
   const device = await openDevice(flags.backend);
-  const opened = await openModel(modelDir, device);
+  const opened = await openModel(modelDir, device, "dp");
   const tokenizer = opened.tokenizer;
   // the paper measures DP of the bidirectionally trained model: the adapter merged in
   const model = flags.adapter ? await applyAdapter(opened.model, flags.adapter) : opened.model;
@@ -300,6 +300,7 @@ await runCommand("dp", async () => {
         const out = await decoderAsync(model.params, x, model.config, {
           mask: variant,
           dp: "only",
+          keepCache: false,
         });
         return await dpFromStats(out.dpStats!, [s.ids.length]);
       });

@@ -1,7 +1,7 @@
 // Opening a model directory for a command: backend, weights, tokenizer (when present).
 import { init } from "../tensor/backend.ts";
 import type { Device } from "../tensor/device.ts";
-import { loadQwen, type QwenModel } from "../qwen/checkpoint.ts";
+import { loadQwen, type ModelUse, type QwenModel } from "../qwen/checkpoint.ts";
 import { QwenTokenizer } from "../qwen/tokenizer.ts";
 import { AdapterError, checkAdapterAgainstModel, readAdapter } from "../qwen/peft.ts";
 import { mergeLora } from "../nn/lora.ts";
@@ -36,8 +36,9 @@ export async function openDevice(backend: string | undefined): Promise<Device> {
 export async function openModel(
   dir: string,
   device: Device,
+  use: ModelUse = "all",
 ): Promise<{ model: QwenModel; tokenizer: QwenTokenizer | null }> {
-  const model = await loadQwen(dir, device);
+  const model = await loadQwen(dir, device, use);
   const hasTokenizer = await Deno.stat(`${dir}/tokenizer.json`).then(() => true, () => false);
   const tokenizer = hasTokenizer ? await QwenTokenizer.load(dir) : null;
   return { model, tokenizer };
@@ -70,6 +71,14 @@ export async function applyAdapter(model: QwenModel, dir: string): Promise<QwenM
   try {
     const { params: lora, config } = await readAdapter(dir, device);
     checkAdapterAgainstModel(lora, config, model.config, dir);
+    // a model loaded for one use (e.g. DP) lacks weights it does not run: skip their deltas
+    for (const module of Object.keys(lora)) {
+      if (nodeAt(model.params, `${module}.weight`) === undefined) {
+        lora[module]!.A.dispose();
+        lora[module]!.B.dispose();
+        delete lora[module];
+      }
+    }
     const merged = scope(() => mergeLora(model.params, lora, config));
     for (const module of Object.keys(lora)) {
       if (!module.endsWith("embed_tokens")) {

@@ -14,9 +14,14 @@ import { ConfigError, expectedShapes, type Qwen2Config, readQwen2Config } from "
 /** File dtypes a device stores byte for byte. */
 const storedAs = { F32: "f32", BF16: "bf16", F16: "f16", I32: "i32" } as const;
 const dtypeBytes = (d: DType) => (d === "bf16" || d === "f16" ? 2 : 4);
-/** The read window (and how much is uploaded between waits for the device). */
-const windowBytes = Number(Deno.env.get("WIN_MB") ?? 32) << 20;
-const syncBytes = Number(Deno.env.get("SYNC_MB") ?? 32) << 20;
+/**
+ * The read window. Each piece becomes a staging copy inside the driver; on lavapipe larger
+ * pieces are retained longer (1.5B loaded through 32 MiB pieces: 1.4× its weights in RSS;
+ * through 4 MiB: 1.06×).
+ */
+const windowBytes = 4 << 20;
+/** Bytes uploaded between waits for the device (which let it free the staging copies). */
+const syncBytes = 64 << 20;
 
 /** The tensors of a model directory, by name, each in its file. */
 export class Checkpoint {
@@ -210,16 +215,47 @@ export interface QwenParams {
 }
 
 /**
+ * What a command does with a model, which decides the weights it reads: `"all"`; `"dp"`
+ * (DP statistics only: no LM head, no final norm, no last-layer MLP, as `decoder(…, { dp:
+ * "only" })` skips them); `"hidden"` (hidden states and embeddings: no untied LM head).
+ */
+export type ModelUse = "all" | "dp" | "hidden";
+
+/** Whether a weight is read for `use`. Every weight's presence and shape is checked anyway. */
+export function neededBy(use: ModelUse, config: Qwen2Config): (name: string) => boolean {
+  const lastLayer = `model.layers.${config.numHiddenLayers - 1}.`;
+  switch (use) {
+    case "all":
+      return () => true;
+    case "hidden":
+      return (name) => name !== "lm_head.weight";
+    case "dp":
+      return (name) =>
+        name !== "lm_head.weight" && name !== "model.norm.weight" &&
+        !name.startsWith(`${lastLayer}mlp.`) &&
+        name !== `${lastLayer}post_attention_layernorm.weight`;
+    default:
+      return use satisfies never;
+  }
+}
+
+/**
  * Load a Hugging Face Qwen2 directory: validate config.json, check every tensor's presence
- * and shape against it, and upload the weights.
+ * and shape against it, and upload the weights `use` needs (a params tree loaded for `"dp"`
+ * lacks the parts DP skips).
  * @example
  * const model = await loadQwen("models/brown-qwen2");
  */
-export async function loadQwen(dir: string, device: Device = defaultDevice()): Promise<QwenModel> {
+export async function loadQwen(
+  dir: string,
+  device: Device = defaultDevice(),
+  use: ModelUse = "all",
+): Promise<QwenModel> {
   const config = await readQwen2Config(dir);
   using ckpt = await Checkpoint.open(dir);
   const expected = expectedShapes(config);
   const loaded = new Map<string, Tensor>();
+  const needed = neededBy(use, config);
   try {
     for (const [name, shape] of expected) {
       const found = ckpt.info(name);
@@ -236,6 +272,7 @@ export async function loadQwen(dir: string, device: Device = defaultDevice()): P
           }`,
         );
       }
+      if (!needed(name)) continue;
       const t = await ckpt.load(name, device);
       // Linear weights are only ever multiplied (x · Wᵀ): let the device keep its own layout
       if (/_proj\.weight$|^lm_head\.weight$/.test(name)) device.prepareLinearWeight?.(t);

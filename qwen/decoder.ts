@@ -16,7 +16,14 @@ import { scope } from "../tensor/scope.ts";
 import { fmtShape, type Tensor } from "../tensor/tensor.ts";
 import type { Qwen2Config } from "./config.ts";
 import type { LayerParams, QwenParams } from "./checkpoint.ts";
-import { expertMlp, moeMlp, routerProbs, type RoutingDecision, topKExperts } from "./moe.ts";
+import {
+  expertMlp,
+  type ExpertParams,
+  moeMlp,
+  routerProbs,
+  type RoutingDecision,
+  topKExperts,
+} from "./moe.ts";
 
 /** Options of `decoder`. */
 export interface DecoderOptions {
@@ -32,6 +39,8 @@ export interface DecoderOptions {
   logits?: boolean;
   /** Keys and values of earlier tokens (generation): positions continue after them. */
   cache?: KvCache;
+  /** Return the keys and values of every layer in `cache` (default true; DP needs none). */
+  keepCache?: boolean;
   /** Only the last position's logits ([B, 1, V]), as generation needs. */
   lastLogitsOnly?: boolean;
   /**
@@ -166,59 +175,23 @@ export function* decoderSteps(
   const dpStatsLayers: Tensor[] = [], dpMatrixLayers: Tensor[] = [];
   const router = { probs: [] as Tensor[], decisions: [] as RoutingDecision[] };
   const last = config.numHiddenLayers - 1;
-  // inference frees each layer's intermediates as it goes; under autograd they must stay
-  const run = <T>(f: () => T): T => isTracing() ? f() : scope(f);
+  // inference frees what no output needs as it goes; under autograd everything stays
+  const free = !isTracing();
+  const keepCache = options.keepCache ?? true;
   for (const [i, layer] of params.model.layers.entries()) {
-    const variant = masks[i]!;
-    const tokens = variant.tokenArrays.map((name) => {
-      const arr = options.tokenArrays?.[name];
-      if (!arr) throw new Error(`decoder: mask ${variant.name} needs token array '${name}'`);
-      return arr;
-    });
-    const ctx: LayerContext = {
-      cos,
-      sin,
-      variant,
-      keyValid: options.attentionMask,
-      tokens,
-      past: options.cache?.layers[i],
-      pastLength: past,
-      dp: options.dp !== undefined && options.dp !== false,
-      dpMatrix: options.dpMatrices ?? false,
-      skipMlp: options.dp === "only" && i === last,
-    };
-    const attn = run(() => {
-      const x = add(h, attentionBlock(layer, h, config, ctx));
-      if (ctx.skipMlp) return { x, present: ctx.present, dp: ctx.dpStats, m: ctx.dpMatrixOut };
-      const u = rmsNorm(x, layer.post_attention_layernorm.weight, config.rmsNormEps);
-      const probs = "experts" in layer.mlp
-        ? routerProbs(reshape(u, [-1, config.hiddenSize]), layer.mlp.gate)
-        : undefined;
-      return { x, u, probs, present: ctx.present, dp: ctx.dpStats, m: ctx.dpMatrixOut };
-    });
-    cacheLayers.push(attn.present!);
-    if (attn.dp) dpStatsLayers.push(attn.dp);
-    if (ctx.dpMatrix) dpMatrixLayers.push(attn.m!);
-    if (ctx.skipMlp || !("u" in attn)) {
-      h = attn.x;
-      continue;
+    const ctx = layerContext(i, masks[i]!, { cos, sin }, options, config);
+    const out = yield* decoderLayer(layer, h, config, ctx);
+    if (keepCache) cacheLayers.push(out.present);
+    else if (free) { for (const x of [out.present.k, out.present.v]) x.dispose(); }
+    if (out.dpStats) dpStatsLayers.push(out.dpStats);
+    if (out.dpMatrix) dpMatrixLayers.push(out.dpMatrix);
+    if (out.router) {
+      router.probs.push(out.router.probs);
+      router.decisions.push(out.router.decision);
     }
-    const { x, u, probs } = attn;
-    const mlp = layer.mlp;
-    if ("experts" in mlp) {
-      const decision = yield { layer: i, probs: probs! };
-      router.probs.push(probs!);
-      router.decisions.push(decision);
-      h = run(() => {
-        const flat = reshape(u!, [-1, config.hiddenSize]);
-        return add(x, reshape(moeMlp(flat, probs!, mlp, config.moe!, decision), x.shape));
-      });
-    } else h = run(() => add(x, expertMlp(u!, mlp)));
-    if (!isTracing()) {
-      x.dispose();
-      u!.dispose();
-    }
-    if (i < last) hiddenStates.push(h);
+    if (free && !options.outputHiddenStates) h.dispose();
+    h = out.h;
+    if (i < last && options.outputHiddenStates) hiddenStates.push(h);
   }
   const routerOut = router.probs.length > 0 ? { router } : {};
   if (options.dp === "only") {
@@ -249,7 +222,10 @@ export function* decoderSteps(
   return out;
 }
 
-interface LayerContext {
+/** What one decoder layer needs besides its weights and input (built by `layerContext`). */
+export interface LayerContext {
+  /** Index of the layer (named in the router requests of mixture-of-experts layers). */
+  layer: number;
   cos: Tensor;
   sin: Tensor;
   variant: MaskVariant;
@@ -267,6 +243,112 @@ interface LayerContext {
   dpMatrixOut?: Tensor;
   /** Return after attention (DP needs no MLP in the last layer). */
   skipMlp?: boolean;
+}
+
+/** One layer's results. */
+export interface LayerOutput {
+  /** The residual stream after the layer. */
+  h: Tensor;
+  /** Keys/values including this call's tokens. */
+  present: { k: Tensor; v: Tensor };
+  dpStats?: Tensor;
+  dpMatrix?: Tensor;
+  router?: { probs: Tensor; decision: RoutingDecision };
+}
+
+/** The context of layer `i` for a forward pass with `options`. */
+export function layerContext(
+  i: number,
+  variant: MaskVariant,
+  rope: { cos: Tensor; sin: Tensor },
+  options: DecoderOptions,
+  config: Qwen2Config,
+): LayerContext {
+  const tokens = variant.tokenArrays.map((name) => {
+    const arr = options.tokenArrays?.[name];
+    if (!arr) throw new Error(`decoder: mask ${variant.name} needs token array '${name}'`);
+    return arr;
+  });
+  return {
+    layer: i,
+    cos: rope.cos,
+    sin: rope.sin,
+    variant,
+    keyValid: options.attentionMask,
+    tokens,
+    past: options.cache?.layers[i],
+    pastLength: options.cache?.length ?? 0,
+    dp: options.dp !== undefined && options.dp !== false,
+    dpMatrix: options.dpMatrices ?? false,
+    skipMlp: options.dp === "only" && i === config.numHiddenLayers - 1,
+  };
+}
+
+/**
+ * One decoder layer (DESIGN 3.1): h + attention(rmsNorm(h)), then + mlp(rmsNorm(·)). A
+ * mixture-of-experts layer yields its router probabilities and continues with the choice.
+ */
+export function* decoderLayer(
+  layer: LayerParams,
+  h: Tensor,
+  config: Qwen2Config,
+  ctx: LayerContext,
+): Generator<RouterRequest, LayerOutput, RoutingDecision> {
+  const free = !isTracing();
+  // inference frees the layer's intermediates as it goes; under autograd they must stay
+  const run = <T>(f: () => T): T => free ? scope(f) : f();
+  const attn = run(() => {
+    const x = add(h, attentionBlock(layer, h, config, ctx));
+    if (ctx.skipMlp) return { x, present: ctx.present, dp: ctx.dpStats, m: ctx.dpMatrixOut };
+    const u = rmsNorm(x, layer.post_attention_layernorm.weight, config.rmsNormEps);
+    const probs = "experts" in layer.mlp
+      ? routerProbs(reshape(u, [-1, config.hiddenSize]), layer.mlp.gate)
+      : undefined;
+    return { x, u, probs, present: ctx.present, dp: ctx.dpStats, m: ctx.dpMatrixOut };
+  });
+  const base = {
+    present: attn.present!,
+    ...(attn.dp ? { dpStats: attn.dp } : {}),
+    ...(ctx.dpMatrix ? { dpMatrix: attn.m! } : {}),
+  };
+  if (ctx.skipMlp || !("u" in attn)) return { h: attn.x, ...base };
+  const { x, u, probs } = attn;
+  const mlp = layer.mlp;
+  let out: LayerOutput;
+  if ("experts" in mlp) {
+    const decision = yield { layer: ctx.layer, probs: probs! };
+    const next = run(() => {
+      const flat = reshape(u!, [-1, config.hiddenSize]);
+      return add(x, reshape(moeMlp(flat, probs!, mlp, config.moe!, decision), x.shape));
+    });
+    out = { h: next, ...base, router: { probs: probs!, decision } };
+  } else out = { h: run(() => add(x, free ? mlpByRows(u!, mlp) : expertMlp(u!, mlp))), ...base };
+  if (free) {
+    x.dispose();
+    u!.dispose();
+  }
+  return out;
+}
+
+/** Rows of the MLP computed at once in inference (each row's arithmetic is unchanged). */
+const mlpRows = 512;
+
+/**
+ * The dense MLP over a long input in slices of `mlpRows` tokens (the last 512–1023), so
+ * its [T, intermediate] activations exist for one slice at a time: at 2048 tokens on the
+ * 1.5B the layer's working set drops by ~220 MB. Rows never interact in the MLP, and each
+ * slice has > 4 rows (the matrix-vector kernel is not used), so values are the same.
+ */
+export function mlpByRows(u: Tensor, mlp: ExpertParams): Tensor {
+  const [b, t, hidden] = u.shape as [number, number, number];
+  if (b !== 1 || t < 2 * mlpRows) return expertMlp(u, mlp);
+  const parts: Tensor[] = [];
+  for (let at = 0; at < t;) {
+    const n = t - at < 2 * mlpRows ? t - at : mlpRows;
+    parts.push(scope(() => expertMlp(slice(u, [0, at, 0], [1, at + n, hidden]), mlp)));
+    at += n;
+  }
+  return concat(parts, 1);
 }
 
 /** A layer's attention sub-block on the residual stream h: attention(RMSNorm(h)), before the residual add. */

@@ -58,7 +58,9 @@ class ReferenceDevice implements Device {
         at += bytes.length;
       },
       done: () => {
-        if (at !== all.length) throw new Error(`uploadPieces: ${at} of ${all.length} bytes written`);
+        if (at !== all.length) {
+          throw new Error(`uploadPieces: ${at} of ${all.length} bytes written`);
+        }
         const b = all.buffer;
         const values = half
           ? new Uint16Array(b)

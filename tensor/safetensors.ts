@@ -295,9 +295,9 @@ function layout(tensors: Record<string, TensorToWrite>, metadata: Record<string,
     }
     if (got !== need) {
       throw new Error(
-        `safetensors: tensor '${name}' has ${got > need ? "more than " : ""}${got} bytes, ${t.dtype} ${
-          JSON.stringify(t.shape)
-        } needs ${need}`,
+        `safetensors: tensor '${name}' has ${
+          got > need ? "more than " : ""
+        }${got} bytes, ${t.dtype} ${JSON.stringify(t.shape)} needs ${need}`,
       );
     }
   }

@@ -118,9 +118,13 @@ export class WebGpuDevice implements Device {
 
   // ------------------------------------------------------------ storage
 
-  /** A storage for `n` elements of `dtype`, from the pool when one fits. */
-  alloc(n: number, dtype: DType): GpuStorage {
-    const capacity = sizeClass(Math.max(1, n));
+  /**
+   * A storage for `n` elements of `dtype`, from the pool when one fits. Transient storage is
+   * rounded up to a size class so it is reused; `exact` storage (weights and what is derived
+   * from them, which live long and come in a few recurring shapes) has no slack.
+   */
+  alloc(n: number, dtype: DType, exact = false): GpuStorage {
+    const capacity = exact ? Math.max(1, n) : sizeClass(Math.max(1, n));
     const key = this.#poolKey(capacity, dtype);
     const pooled = this.#pool.get(key)?.pop();
     if (pooled) {
@@ -309,7 +313,7 @@ export class WebGpuDevice implements Device {
   }
 
   uploadPieces(n: number, dtype: DType): StorageWriter {
-    const s = this.alloc(n, dtype);
+    const s = this.alloc(n, dtype, true);
     this.flush();
     const total = n * (dtype === "bf16" || dtype === "f16" ? 2 : 4);
     let at = 0;

@@ -114,9 +114,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`;
 }
 
-/** A storage of at least `n` elements whose texture width is a power of two, and its log2. */
-function allocPacked(dev: WebGpuDevice, n: number, dtype: DType): [GpuStorage, number] {
-  const s = dev.alloc(Math.max(n, minPackedTexels * perTexel(dtype)), dtype);
+/**
+ * A storage of at least `n` elements whose texture width is a power of two, and its log2;
+ * `exact` (a weight's panels, kept while the weight lives) without size-class slack.
+ */
+function allocPacked(
+  dev: WebGpuDevice,
+  n: number,
+  dtype: DType,
+  exact = false,
+): [GpuStorage, number] {
+  const s = dev.alloc(Math.max(n, minPackedTexels * perTexel(dtype)), dtype, exact);
   const width = s.texture!.width;
   const shift = Math.log2(width);
   if (!Number.isInteger(shift)) throw new Error(`matmul: packed texture width ${width}`);
@@ -152,7 +160,7 @@ function packB(dev: WebGpuDevice, b: GpuTensor, plan: MatmulPlan): Packed {
   const key = `matmul-b:${plan.transB}:${plan.bBatches}x${plan.k}x${plan.n}:${d}`;
   let shift = 0;
   const storage = dev.derived(b.storage, key, () => {
-    const [s] = allocPacked(dev, plan.bBatches * panel * perTexel(d), d);
+    const [s] = allocPacked(dev, plan.bBatches * panel * perTexel(d), d, true);
     dev.dispatch({
       code: packBCode(d),
       inputs: [{ name: "x", tensor: b }],
