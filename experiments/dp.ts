@@ -9,7 +9,15 @@ import { scopeAsync } from "../tensor/scope.ts";
 import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
 import { readRows, rowIds } from "./data.ts";
 import { heatmapSvg } from "./heatmap.ts";
-import { adapterFlag, applyAdapter, checkIds, modelFlags, openDevice, openModel } from "./model.ts";
+import {
+  adapterFlag,
+  applyAdapter,
+  checkIds,
+  modelFlags,
+  openDevice,
+  openModel,
+  resolveModel,
+} from "./model.ts";
 import { Progress } from "./progress.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -198,11 +206,12 @@ await runCommand("dp", async () => {
   if (flags.resume && !flags.json) {
     throw new UserError("--resume needs --json OUT (the cache lives next to it)", 2);
   }
-  const modelDir = flags.model ?? defaultModel;
   const dataPath = flags.data ?? defaultData;
   if (!flags.model) {
-    console.error(`dp: model: ${modelDir} (the bundled default; see its README.md)`);
+    console.error(`dp: model: ${defaultModel} (the bundled default; see its README.md)`);
   }
+  const modelRef = await resolveModel("dp", flags.model ?? defaultModel);
+  const modelDir = modelRef.dir;
   if (!flags.data) console.error(`dp: data: ${dataPath} (the bundled prompt set)`);
 
   const device = await openDevice(flags.backend);
@@ -349,7 +358,8 @@ await runCommand("dp", async () => {
   if (flags.json) {
     const json = {
       format: "ubmoe-deno dp/1",
-      model: modelDir,
+      model: modelRef.arg,
+      ...(modelRef.repoId ? { model_dir: modelDir } : {}),
       adapter: flags.adapter ?? null,
       data: dataPath,
       mask: variant.name,
@@ -387,7 +397,7 @@ await runCommand("dp", async () => {
     const r = done.get(s.index)!;
     const svg = heatmapSvg(a, ids.length, {
       title: `${
-        modelDir.split("/").filter(Boolean).pop()
+        modelRef.arg.split("/").filter(Boolean).pop()
       } — sample ${k} (line ${s.line}), mask ${variant.name}`,
       tokens: tokenizer ? ids.map((id) => tokenizer.decode([id])) : undefined,
       dp: ids.length === s.ids.length

@@ -12,7 +12,7 @@ import { crossEntropy } from "../tensor/ops/cross_entropy.ts";
 import { reshape } from "../tensor/ops/layout.ts";
 import { scopeAsync } from "../tensor/scope.ts";
 import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
-import { modelFlags, openDevice, openModel } from "./model.ts";
+import { modelFlags, openDevice, openModel, resolveModel } from "./model.ts";
 import { Progress } from "./progress.ts";
 import { readJsonItems } from "./pair_data.ts";
 import { markdownTable, setLabel } from "./markdown_table.ts";
@@ -225,7 +225,7 @@ const spec = {
       ...modelFlags.model,
       multiple: true,
       default: "models/brown-qwen2",
-      help: "model directory; repeat to compare (e.g. the base and its UBMoE side by side)",
+      help: "model directory or cached repo id; repeat to compare (e.g. the base and its UBMoE)",
     },
     data: {
       type: "string",
@@ -260,14 +260,16 @@ if (import.meta.main) {
     const maxTokens = intFlag("max-tokens", flags["max-tokens"], 2);
     const tasks = new Map<string, McRow[]>();
     for (const path of flags.data) tasks.set(path, (await readMcRows(path)).slice(0, maxRows));
+    const refs = [];
+    for (const arg of flags.model) refs.push(await resolveModel("eval-mc", arg));
     const device = await openDevice(flags.backend);
     const results: { label: string; tasks: McResult[] }[] = [];
-    for (const dir of flags.model) {
+    for (const { arg: label, dir } of refs) {
       const { model, tokenizer } = await openModel(dir, device);
       if (!tokenizer) throw new UserError(`${dir}: no tokenizer.json (needed for text rows)`);
       const figures: McResult[] = [];
       for (const [task, rows] of tasks) {
-        const progress = new Progress(`eval-mc ${dir} ${task}`, rows.length, "rows");
+        const progress = new Progress(`eval-mc ${label} ${task}`, rows.length, "rows");
         let done = 0;
         figures.push(
           await evaluateTask(
@@ -282,7 +284,7 @@ if (import.meta.main) {
         );
         progress.done();
       }
-      results.push({ label: dir, tasks: figures });
+      results.push({ label, tasks: figures });
     }
     const isGenerated = (t: string) => generatedTasks.some((g) => t.endsWith(g));
     console.log(mcTable(results, isGenerated));

@@ -8,7 +8,14 @@ import type { QwenModel } from "../qwen/checkpoint.ts";
 import type { QwenTokenizer } from "../qwen/tokenizer.ts";
 import type { Device } from "../tensor/device.ts";
 import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
-import { adapterFlag, applyAdapter, modelFlags, openDevice, openModel } from "./model.ts";
+import {
+  adapterFlag,
+  applyAdapter,
+  modelFlags,
+  openDevice,
+  openModel,
+  resolveModel,
+} from "./model.ts";
 import { readStsRows, type StsRow } from "./pair_data.ts";
 import { markdownTable, setLabel } from "./markdown_table.ts";
 
@@ -124,9 +131,12 @@ if (import.meta.main) {
     const sets = new Map<string, StsRow[]>();
     const maxRows = intFlag("max-rows", flags["max-rows"]) || Infinity;
     for (const path of flags.data) sets.set(path, (await readStsRows(path)).slice(0, maxRows));
+    const modelRef = await resolveModel("eval-sts", flags.model);
     const device = await openDevice(flags.backend);
-    const { model: base, tokenizer } = await openModel(flags.model, device);
-    if (!tokenizer) throw new UserError(`${flags.model}: no tokenizer.json (needed for sentences)`);
+    const { model: base, tokenizer } = await openModel(modelRef.dir, device);
+    if (!tokenizer) {
+      throw new UserError(`${modelRef.dir}: no tokenizer.json (needed for sentences)`);
+    }
     const variants: { label: string; adapter: string | null }[] = [
       { label: "base", adapter: null },
       ...(flags.adapter ?? []).map((a) => ({ label: a, adapter: a })),
@@ -152,6 +162,7 @@ if (import.meta.main) {
     if (flags.json) {
       const report = {
         model: flags.model,
+        ...(modelRef.repoId ? { model_dir: modelRef.dir } : {}),
         mask: options.mask,
         clean: options.clean,
         metric: "Spearman and Pearson correlation × 100 of cosine similarity vs score",

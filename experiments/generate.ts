@@ -2,7 +2,7 @@
 import { generate } from "../qwen/generate.ts";
 import type { ChatMessage } from "../qwen/tokenizer.ts";
 import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
-import { checkIds, modelFlags, openDevice, openModel } from "./model.ts";
+import { checkIds, modelFlags, openDevice, openModel, resolveModel } from "./model.ts";
 
 const spec = {
   name: "generate",
@@ -43,14 +43,15 @@ await runCommand("generate", async () => {
     throw new UserError("give --prompt TEXT or --prompt-ids IDS (see --help)", 2);
   }
   const maxNewTokens = intFlag("max-new-tokens", flags["max-new-tokens"], 1);
+  const { dir } = await resolveModel("generate", flags.model);
   const device = await openDevice(flags.backend);
-  const { model, tokenizer } = await openModel(flags.model, device);
+  const { model, tokenizer } = await openModel(dir, device);
   let promptIds: number[];
   if (flags["prompt-ids"] !== undefined) {
     promptIds = flags["prompt-ids"].split(",").map((s) => Number(s.trim()));
     checkIds(promptIds, model.config.vocabSize, "--prompt-ids");
   } else {
-    if (!tokenizer) throw new UserError(`${flags.model}: no tokenizer.json; use --prompt-ids`);
+    if (!tokenizer) throw new UserError(`${dir}: no tokenizer.json; use --prompt-ids`);
     let text = flags.prompt!;
     if (!flags.raw) {
       const messages: ChatMessage[] = [];

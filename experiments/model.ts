@@ -4,6 +4,7 @@ import type { Device } from "../tensor/device.ts";
 import { loadQwen, type ModelUse, type QwenModel } from "../qwen/checkpoint.ts";
 import { QwenTokenizer } from "../qwen/tokenizer.ts";
 import { AdapterError, checkAdapterAgainstModel, readAdapter } from "../qwen/peft.ts";
+import { HfCacheError, locateModel } from "../qwen/hf_cache.ts";
 import { mergeLora } from "../nn/lora.ts";
 import { nodeAt } from "../nn/params.ts";
 import type { Tensor } from "../tensor/tensor.ts";
@@ -14,8 +15,9 @@ import { UserError } from "./cli.ts";
 export const modelFlags = {
   model: {
     type: "string",
-    metavar: "DIR",
-    help: "Hugging Face model directory (config.json, *.safetensors, tokenizer files)",
+    metavar: "DIR|ID",
+    help: "Hugging Face model directory (config.json, *.safetensors, tokenizer files), " +
+      "or a repo id (org/name[@revision]) already in the local Hugging Face cache",
   },
   backend: {
     type: "string",
@@ -30,6 +32,41 @@ export async function openDevice(backend: string | undefined): Promise<Device> {
     throw new UserError(`--backend must be webgpu, reference or auto, got '${backend}'`, 2);
   }
   return await init({ backend: backend as "webgpu" | "reference" | "auto" | undefined });
+}
+
+/** A model argument (--model, --base, --bi): as given, and the directory it names. */
+export interface ModelRef {
+  /** The argument as the user gave it: a path or a Hugging Face repo id. */
+  arg: string;
+  /** The directory to read: the path itself, or the id's snapshot in the hub cache. */
+  dir: string;
+  /** The repo id when `dir` came from the hub cache, else null. */
+  repoId: string | null;
+}
+
+/**
+ * Resolve a model argument: a path on disk is itself; a Hugging Face repo id becomes its
+ * snapshot in the local hub cache (offline, qwen/hf_cache.ts), said on stderr as
+ * `<command>: model <id> → <dir>`. Every command resolves its model flags here.
+ * @example
+ * const base = await resolveModel("dp", flags.model ?? defaultModel);
+ * const { model } = await openModel(base.dir, device);
+ */
+export async function resolveModel(command: string, arg: string): Promise<ModelRef> {
+  try {
+    const { dir, repoId, note } = await locateModel(arg, (name) => Deno.env.get(name));
+    const ref = { arg, dir, repoId };
+    if (repoId) console.error(`${command}: model ${describeModel(ref)}${note ? ` (${note})` : ""}`);
+    return ref;
+  } catch (e) {
+    if (e instanceof HfCacheError) throw new UserError(e.message);
+    throw e;
+  }
+}
+
+/** How outputs name a model: the argument, and for a repo id also the snapshot it resolved to. */
+export function describeModel(ref: ModelRef): string {
+  return ref.repoId ? `${ref.arg} → ${ref.dir}` : ref.arg;
 }
 
 /** Load weights and, if the directory has one, the tokenizer. */

@@ -6,6 +6,7 @@
 // a stage whose command and outputs are already there is not run again, so a re-run after a
 // crash recomputes nothing that finished.
 import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
+import { type ModelRef, resolveModel } from "./model.ts";
 import { formatSeconds } from "./progress.ts";
 import { type Machine, type ReportData, reportMarkdown } from "./report_markdown.ts";
 
@@ -20,7 +21,12 @@ const spec = {
     "Reproduce the paper's Tables 2-4 and Figure 3 on a model: DP, contrastive training of\n" +
     "every target, STS, UBMoE with router training, multiple-choice evaluation; REPORT.md + report.json.",
   flags: {
-    model: { type: "string", metavar: "DIR", default: "models/brown-qwen2", help: "base model" },
+    model: {
+      type: "string",
+      metavar: "DIR|ID",
+      default: "models/brown-qwen2",
+      help: "base model (a directory or a repo id in the local Hugging Face cache)",
+    },
     out: { type: "string", metavar: "DIR", default: "runs/report", help: "output directory" },
     quick: { type: "boolean", help: "every stage on tiny settings (a few steps and samples)" },
     steps: {
@@ -256,7 +262,7 @@ export function reportStages(model: string, out: string, o: {
 /** Gather every stage's JSON into the report's data. */
 async function collect(
   out: string,
-  model: string,
+  model: ModelRef,
   records: Map<string, StageRecord>,
   settings: Record<string, unknown>,
 ): Promise<ReportData> {
@@ -284,7 +290,8 @@ async function collect(
     });
   }
   return {
-    model,
+    model: model.arg,
+    ...(model.repoId ? { modelDir: model.dir } : {}),
     settings,
     machine: await machine(),
     stages: Object.fromEntries(records),
@@ -324,17 +331,19 @@ if (import.meta.main) {
       routerSteps: intFlag("router-steps", flags["router-steps"], 1),
       seeds: { trainEmbed: 42, ubmoeBuild: 0, ubmoeTrain: 0 },
     };
+    // a repo id is resolved once: every stage reads the same snapshot by its path
+    const model = await resolveModel("report", flags.model);
     for (const d of ["stages", "dp", "sts", "embed", "ubmoe", "figures"]) {
       await Deno.mkdir(`${out}/${d}`, { recursive: true });
     }
     const started = performance.now();
-    const stages = reportStages(flags.model, out, settings);
+    const stages = reportStages(model.dir, out, settings);
     const records = new Map<string, StageRecord>();
     for (const [i, stage] of stages.entries()) {
       console.error(`report: stage ${i + 1}/${stages.length}`);
       records.set(stage.name, await runStage(stage, out, flags.fresh ?? false, flags.backend));
     }
-    const data = await collect(out, flags.model, records, settings);
+    const data = await collect(out, model, records, settings);
     data.totalSeconds = (performance.now() - started) / 1000;
     await Deno.writeTextFile(`${out}/report.json`, JSON.stringify(data, null, 2) + "\n");
     await Deno.writeTextFile(`${out}/REPORT.md`, reportMarkdown(data));

@@ -21,6 +21,8 @@ export interface Machine {
 /** Everything the report shows (also written as report.json). */
 export interface ReportData {
   model: string;
+  /** The snapshot a Hugging Face repo id `model` resolved to (absent for a directory). */
+  modelDir?: string;
   settings: Record<string, unknown>;
   machine: Machine;
   stages: Record<string, { command: string; seconds: number }>;
@@ -115,6 +117,7 @@ export function claims(d: ReportData): { claim: string; holds: boolean; evidence
 export function reportMarkdown(d: ReportData): string {
   const lines: string[] = [];
   lines.push(`# Reproduction report: ${d.model}`, "");
+  if (d.modelDir) lines.push(`Model files: \`${d.modelDir}\` (the Hugging Face cache).`, "");
   lines.push(
     "Produced by `deno task report` with this project's own commands (listed at the end). " +
       "STS sets and multiple-choice tasks marked * are offline stand-ins (data/sts, data/mc), " +

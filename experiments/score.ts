@@ -6,7 +6,7 @@ import { reshape, slice } from "../tensor/ops/layout.ts";
 import { scopeAsync } from "../tensor/scope.ts";
 import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
 import { readRows, rowIds } from "./data.ts";
-import { checkIds, modelFlags, openDevice, openModel } from "./model.ts";
+import { checkIds, modelFlags, openDevice, openModel, resolveModel } from "./model.ts";
 
 const spec = {
   name: "score",
@@ -39,8 +39,9 @@ await runCommand("score", async () => {
   const flags = parseFlags(spec, Deno.args);
   if (!flags.model) throw new UserError("--model DIR is required (see --help)", 2);
   if (!flags.data) throw new UserError("--data FILE is required (see --help)", 2);
+  const { dir } = await resolveModel("score", flags.model);
   const device = await openDevice(flags.backend);
-  const { model, tokenizer } = await openModel(flags.model, device);
+  const { model, tokenizer } = await openModel(dir, device);
   const { rows, problems } = await readRows(flags.data);
   for (const p of problems) {
     if (flags.strict) throw new UserError(`${flags.data}: line ${p.line}: ${p.message}`);

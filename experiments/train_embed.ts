@@ -11,7 +11,7 @@ import type { Tensor } from "../tensor/tensor.ts";
 import { intFlag, parseFlags, runCommand, stopOnInterrupt, UserError } from "./cli.ts";
 import { type EmbedTrainOptions, schedulePlan, trainEmbed } from "./embed_train_loop.ts";
 import type { LoraParams } from "../nn/lora.ts";
-import { modelFlags, openDevice, openModel } from "./model.ts";
+import { describeModel, modelFlags, openDevice, openModel, resolveModel } from "./model.ts";
 import { readPairs } from "./pair_data.ts";
 import { formatSeconds, Progress } from "./progress.ts";
 
@@ -108,6 +108,7 @@ if (import.meta.main) {
     }
     const full = flags.full ?? false;
     const out = flags.out ?? `runs/embed-${target.name.toLowerCase()}${full ? "-full" : ""}`;
+    const base = await resolveModel("train-embed", flags.model);
     const maxPairs = intFlag("max-pairs", flags["max-pairs"]) || Infinity;
     const pairs = (await readPairs(flags.data)).slice(0, maxPairs);
     const stat = async (p: string) => (await Deno.stat(p).catch(() => null))?.size ?? 0;
@@ -138,12 +139,12 @@ if (import.meta.main) {
       saveEvery: intFlag("save-every", flags["save-every"]),
       logEvery: intFlag("log-every", flags["log-every"], 1),
       dataId: `${flags.data} (${pairs.length} pairs, ${await stat(flags.data)} bytes)`,
-      modelId: `${flags.model} (${await stat(`${flags.model}/model.safetensors`)} bytes)`,
+      modelId: `${describeModel(base)} (${await stat(`${base.dir}/model.safetensors`)} bytes)`,
     };
     const device = await openDevice(flags.backend);
-    const { model, tokenizer } = await openModel(flags.model, device);
+    const { model, tokenizer } = await openModel(base.dir, device);
     if (!tokenizer) {
-      throw new UserError(`${flags.model}: no tokenizer.json (needed for text pairs)`);
+      throw new UserError(`${base.dir}: no tokenizer.json (needed for text pairs)`);
     }
     const plan = schedulePlan(pairs.length, options);
     console.error(
@@ -179,7 +180,7 @@ if (import.meta.main) {
     }
     const copyTokenizer = async (dir: string) => {
       for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
-        await Deno.copyFile(`${flags.model}/${f}`, `${dir}/${f}`).catch(() => {});
+        await Deno.copyFile(`${base.dir}/${f}`, `${dir}/${f}`).catch(() => {});
       }
     };
     if (result.loraConfig) {

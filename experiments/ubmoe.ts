@@ -21,7 +21,7 @@ import { scope, scopeAsync } from "../tensor/scope.ts";
 import { sftExample } from "./chat_sft.ts";
 import { intFlag, parseFlags, runCommand, stopOnInterrupt, UserError } from "./cli.ts";
 import { readRows, rowIds } from "./data.ts";
-import { modelFlags, openDevice, openModel } from "./model.ts";
+import { describeModel, modelFlags, openDevice, openModel, resolveModel } from "./model.ts";
 import { formatSeconds, Progress } from "./progress.ts";
 import { routingSvg } from "./routing_svg.ts";
 import { trainRouters, type UbmoeTrainOptions } from "./ubmoe_train_loop.ts";
@@ -32,8 +32,13 @@ const buildSpec = {
     "Build a UBMoE model: every MLP becomes a mixture of the base's (expert 0, causal) and\n" +
     "a bidirectionally trained model's (expert 1), with a new router per layer.",
   flags: {
-    base: { type: "string", metavar: "DIR", default: "models/brown-qwen2", help: "base model" },
-    bi: { type: "string", metavar: "DIR", help: "bidirectionally trained model (FFN target)" },
+    base: {
+      type: "string",
+      metavar: "DIR|ID",
+      default: "models/brown-qwen2",
+      help: "base model (a directory or a repo id in the local Hugging Face cache)",
+    },
+    bi: { type: "string", metavar: "DIR|ID", help: "bidirectionally trained model (FFN target)" },
     adapter: {
       type: "string",
       metavar: "DIR",
@@ -59,7 +64,7 @@ const trainSpec = {
   summary:
     "Train only the routers of a UBMoE model by SFT on chat rows (loss on assistant tokens).",
   flags: {
-    model: { type: "string", metavar: "DIR", help: "UBMoE model directory (required)" },
+    model: { type: "string", metavar: "DIR|ID", help: "UBMoE model directory (required)" },
     data: {
       type: "string",
       metavar: "FILE",
@@ -95,7 +100,7 @@ const inspectSpec = {
     "Routing analysis: per layer the fraction of tokens sent to the bidirectional expert and\n" +
     "the mean router probability of it; one sample's tokens coloured by expert (SVG).",
   flags: {
-    model: { type: "string", metavar: "DIR", help: "UBMoE model directory (required)" },
+    model: { type: "string", metavar: "DIR|ID", help: "UBMoE model directory (required)" },
     data: {
       type: "string",
       metavar: "FILE",
@@ -126,16 +131,18 @@ async function build(args: string[]) {
   if (!flags.bi === !flags.adapter) throw new UserError("give exactly one of --bi or --adapter", 2);
   const topK = intFlag("top-k", flags["top-k"], 1);
   if (topK > 2) throw new UserError(`--top-k must be 1 or 2 (two experts), got ${topK}`, 2);
+  const baseDir = (await resolveModel("ubmoe build", flags.base)).dir;
+  const biDir = flags.bi ? (await resolveModel("ubmoe build", flags.bi)).dir : undefined;
   const device = await openDevice(flags.backend);
-  const { model: base } = await openModel(flags.base, device);
+  const { model: base } = await openModel(baseDir, device);
   if (base.config.moe) {
     throw new UserError(`${flags.base}: the base is already a mixture of experts`);
   }
   let biMlps;
   try {
-    if (flags.bi) {
-      checkBiMatchesBase(base.config, await readQwen2Config(flags.bi), flags.bi);
-      const bi = await loadQwen(flags.bi, device);
+    if (biDir) {
+      checkBiMatchesBase(base.config, await readQwen2Config(biDir), flags.bi!);
+      const bi = await loadQwen(biDir, device);
       biMlps = bi.params.model.layers.map((_, i) => denseMlp(bi.params, i));
     } else {
       const { params: lora, config } = await readAdapter(flags.adapter!, device);
@@ -158,7 +165,7 @@ async function build(args: string[]) {
   const params = assembleUbmoe(base.params, biMlps, initRouters(base.config, flags.seed, device));
   await saveModelDir(flags.out, ubmoeConfigJson(base.config, options), params, "preserve");
   for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
-    await Deno.copyFile(`${flags.base}/${f}`, `${flags.out}/${f}`).catch(() => {});
+    await Deno.copyFile(`${baseDir}/${f}`, `${flags.out}/${f}`).catch(() => {});
   }
   console.log(
     `UBMoE written to ${flags.out}: ${base.config.numHiddenLayers} layers × 2 experts (top-${topK}), ` +
@@ -169,13 +176,16 @@ async function build(args: string[]) {
 async function train(args: string[]) {
   const flags = parseFlags(trainSpec, args);
   if (!flags.model) throw new UserError("--model DIR is required", 2);
+  const ref = await resolveModel("ubmoe train", flags.model);
+  // next to the argument as given: a repo id's default output is ./org/name-trained, never
+  // inside the Hugging Face cache
   const out = flags.out ?? `${flags.model.replace(/\/$/, "")}-trained`;
   const device = await openDevice(flags.backend);
-  const { model, tokenizer } = await openModel(flags.model, device);
+  const { model, tokenizer } = await openModel(ref.dir, device);
   if (!model.config.moe) {
     throw new UserError(`${flags.model}: not a mixture of experts (no num_experts in config.json)`);
   }
-  if (!tokenizer) throw new UserError(`${flags.model}: no tokenizer.json (needed for chat rows)`);
+  if (!tokenizer) throw new UserError(`${ref.dir}: no tokenizer.json (needed for chat rows)`);
   const maxTokens = intFlag("max-tokens", flags["max-tokens"], 2);
   const { rows, problems } = await readRows(flags.data);
   const examples = [];
@@ -215,7 +225,7 @@ async function train(args: string[]) {
     saveEvery: intFlag("save-every", flags["save-every"]),
     logEvery: intFlag("log-every", flags["log-every"], 1),
     dataId: `${flags.data} (${examples.length} conversations, ${await stat(flags.data)} bytes)`,
-    modelId: `${flags.model} (${await stat(`${flags.model}/model.safetensors`)} bytes)`,
+    modelId: `${describeModel(ref)} (${await stat(`${ref.dir}/model.safetensors`)} bytes)`,
   };
   if (o.warmup > o.steps) throw new UserError(`--warmup (${o.warmup}) exceeds --steps`, 2);
   console.error(
@@ -240,7 +250,7 @@ async function train(args: string[]) {
   const params = withRouters(model.params, result.routers);
   await saveModelDir(out, { ...model.config.raw }, params, "preserve");
   for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
-    await Deno.copyFile(`${flags.model}/${f}`, `${out}/${f}`).catch(() => {});
+    await Deno.copyFile(`${ref.dir}/${f}`, `${out}/${f}`).catch(() => {});
   }
   const first = result.losses[0], tail = result.losses.slice(-5);
   console.log(
@@ -282,8 +292,9 @@ export async function routingStats(
 async function inspect(args: string[]) {
   const flags = parseFlags(inspectSpec, args);
   if (!flags.model) throw new UserError("--model DIR is required", 2);
+  const ref = await resolveModel("ubmoe inspect", flags.model);
   const device = await openDevice(flags.backend);
-  const { model, tokenizer } = await openModel(flags.model, device);
+  const { model, tokenizer } = await openModel(ref.dir, device);
   if (!model.config.moe) throw new UserError(`${flags.model}: not a mixture of experts`);
   const { rows } = await readRows(flags.data);
   const limit = intFlag("max-samples", flags["max-samples"]) || Infinity;
@@ -307,7 +318,13 @@ async function inspect(args: string[]) {
     await Deno.writeTextFile(
       flags.json,
       JSON.stringify(
-        { model: flags.model, data: flags.data, samples: samples.length, layers: stats },
+        {
+          model: flags.model,
+          ...(ref.repoId ? { model_dir: ref.dir } : {}),
+          data: flags.data,
+          samples: samples.length,
+          layers: stats,
+        },
         null,
         2,
       ) +
