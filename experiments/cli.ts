@@ -22,6 +22,8 @@ export interface CommandSpec<F extends Record<string, FlagSpec>> {
   flags: F;
   /** Extra text after the flag list (examples, output format). */
   epilog?: string;
+  /** Positional arguments, for a command that takes them (e.g. `OUT SHARD.json…`). */
+  positionals?: { metavar: string; min: number };
 }
 
 type FlagValue<S extends FlagSpec> = S extends { multiple: true } ? string[]
@@ -54,7 +56,8 @@ export function helpText<F extends Record<string, FlagSpec>>(spec: CommandSpec<F
   rows.push(["--help", "show this help"]);
   const width = Math.max(...rows.map(([l]) => l.length));
   const lines = rows.map(([l, r]) => `  ${l.padEnd(width)}  ${r}`);
-  return `deno task ${spec.name} [flags]\n\n${spec.summary}\n\nFlags:\n${lines.join("\n")}${
+  const usage = spec.positionals ? ` ${spec.positionals.metavar}` : "";
+  return `deno task ${spec.name} [flags]${usage}\n\n${spec.summary}\n\nFlags:\n${lines.join("\n")}${
     spec.epilog ? `\n\n${spec.epilog}` : ""
   }\n`;
 }
@@ -64,6 +67,14 @@ export function parseFlags<F extends Record<string, FlagSpec>>(
   spec: CommandSpec<F>,
   args: readonly string[],
 ): Flags<F> {
+  return parseCommandLine(spec, args).flags;
+}
+
+/** `parseFlags` for a command with positional arguments: the flags and the positionals. */
+export function parseCommandLine<F extends Record<string, FlagSpec>>(
+  spec: CommandSpec<F>,
+  args: readonly string[],
+): { flags: Flags<F>; positionals: string[] } {
   const options: Record<
     string,
     { type: "string" | "boolean"; short?: string; multiple?: boolean }
@@ -78,14 +89,16 @@ export function parseFlags<F extends Record<string, FlagSpec>>(
     };
   }
   let values: Record<string, string | string[] | boolean | undefined>;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({
+    ({ values, positionals } = parseArgs({
       args: [...args],
       options,
-      allowPositionals: false,
+      allowPositionals: spec.positionals !== undefined,
       strict: true,
     }) as {
       values: Record<string, string | string[] | boolean | undefined>;
+      positionals: string[];
     });
   } catch (e) {
     throw new UserError(`${(e as Error).message.split("\n")[0]} (see --help)`, 2);
@@ -93,6 +106,9 @@ export function parseFlags<F extends Record<string, FlagSpec>>(
   if (values.help) {
     console.log(helpText(spec));
     Deno.exit(0);
+  }
+  if (spec.positionals && positionals.length < spec.positionals.min) {
+    throw new UserError(`expects ${spec.positionals.metavar} (see --help)`, 2);
   }
   const out: Record<string, unknown> = {};
   for (const [name, f] of Object.entries(spec.flags)) {
@@ -109,7 +125,7 @@ export function parseFlags<F extends Record<string, FlagSpec>>(
       out[name] = n;
     } else out[name] = raw;
   }
-  return out as Flags<F>;
+  return { flags: out as Flags<F>, positionals };
 }
 
 /** Run a command's main: user errors become one line and an exit code; DEBUG=1 shows stacks. */
@@ -123,6 +139,13 @@ export async function runCommand(name: string, main: () => Promise<void>): Promi
     if (debug && e instanceof Error) console.error(e.stack);
     Deno.exit(e instanceof UserError ? e.exitCode : 1);
   }
+}
+
+/** Write a file atomically (temp file + rename), so a crash never leaves half an output. */
+export async function writeAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp-${Deno.pid}`;
+  await Deno.writeTextFile(tmp, text);
+  await Deno.rename(tmp, path);
 }
 
 /** A non-negative integer flag value, or a usage error naming the flag. */

@@ -6,8 +6,16 @@ import { decoderAsync } from "../qwen/decoder.ts";
 import { tensor } from "../tensor/create.ts";
 import { add } from "../tensor/ops/elementwise.ts";
 import { scopeAsync } from "../tensor/scope.ts";
-import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
+import { intFlag, parseFlags, runCommand, UserError, writeAtomic } from "./cli.ts";
 import { readRows, rowIds } from "./data.ts";
+import {
+  dpJsonText,
+  dpReport,
+  dpTable,
+  type SampleResult,
+  summarise,
+  type Triple,
+} from "./dp_summary.ts";
 import { heatmapSvg } from "./heatmap.ts";
 import {
   adapterFlag,
@@ -19,6 +27,7 @@ import {
   resolveModel,
 } from "./model.ts";
 import { Progress } from "./progress.ts";
+import { inShard, parseShard, shardFlag } from "./shard.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const defaultModel = `${root}models/brown-qwen2`;
@@ -71,6 +80,7 @@ over samples, in percent.`,
     "per-layer": { type: "boolean", help: "also report DP per layer and per head" },
     resume: { type: "boolean", help: "continue from OUT.samples.jsonl after an interruption" },
     strict: { type: "boolean", help: "stop at the first malformed row instead of skipping it" },
+    shard: shardFlag,
   },
   epilog: `Examples:
   deno task dp                                     # bundled model and prompts
@@ -78,30 +88,10 @@ over samples, in percent.`,
 
 JSON output (--json): {"dp_main", "dp_before", "dp_after"} in percent, "samples", "buckets":
 [{"range": [lo, hi], "count", "dp_main", "dp_before", "dp_after"}], and with --per-layer
-"per_layer": [{"layer", "dp_main", "dp_before", "dp_after", "heads": [{…}]}]. See README.md.`,
+"per_layer": [{"layer", "dp_main", "dp_before", "dp_after", "heads": [{…}]}]. With --shard I/N
+(samples I, I+N, … counted after dropping malformed and empty rows) it adds "shard": {"index",
+"count"} and "per_sample" (the cached samples), which deno task merge joins. See README.md.`,
 } as const;
-
-/** One finished sample, as cached. */
-interface SampleResult {
-  index: number;
-  line: number;
-  length: number;
-  dp_m: number;
-  dp_b: number;
-  dp_a: number;
-  /** [layer][head] → [dp_m, dp_b, dp_a] fractions (with --per-layer). */
-  heads?: number[][][];
-}
-
-type Triple = { dp_main: number; dp_before: number; dp_after: number };
-
-function meanTriple(list: readonly { dp_m: number; dp_b: number; dp_a: number }[]): Triple {
-  const n = Math.max(1, list.length);
-  const s = (k: "dp_m" | "dp_b" | "dp_a") => (list.reduce((a, r) => a + r[k], 0) / n) * 100;
-  return list.length
-    ? { dp_main: s("dp_m"), dp_before: s("dp_b"), dp_after: s("dp_a") }
-    : { dp_main: NaN, dp_before: NaN, dp_after: NaN };
-}
 
 function parseBuckets(text: string): number[] {
   const edges = text.split(",").map((s) => Number(s.trim()));
@@ -117,81 +107,6 @@ function parseBuckets(text: string): number[] {
   return edges;
 }
 
-/** The results: overall, per bucket, and per layer/head. */
-function summarise(results: readonly SampleResult[], edges: readonly number[], perLayer: boolean) {
-  const buckets = edges.slice(0, -1).map((lo, i) => {
-    const hi = edges[i + 1]!;
-    const inside = results.filter((r) =>
-      r.length > lo && r.length <= hi || (lo === 0 && r.length === 0)
-    );
-    return { range: [lo, hi] as [number, number], count: inside.length, ...meanTriple(inside) };
-  });
-  const last = edges[edges.length - 1]!;
-  const beyond = results.filter((r) => r.length > last);
-  if (beyond.length) {
-    buckets.push({
-      range: [last, Infinity] as [number, number],
-      count: beyond.length,
-      ...meanTriple(beyond),
-    });
-  }
-  const out: Record<string, unknown> = { ...meanTriple(results), samples: results.length, buckets };
-  if (perLayer && results[0]?.heads) {
-    const layers = results[0].heads.length, heads = results[0].heads[0]!.length;
-    out.per_layer = Array.from({ length: layers }, (_, l) => {
-      const perHead = Array.from({ length: heads }, (_, h) => {
-        const cells = results.map((r) => ({
-          dp_m: r.heads![l]![h]![0]!,
-          dp_b: r.heads![l]![h]![1]!,
-          dp_a: r.heads![l]![h]![2]!,
-        }));
-        return { head: h, ...meanTriple(cells) };
-      });
-      const avg = (k: keyof Triple) => perHead.reduce((a, x) => a + x[k], 0) / heads;
-      return {
-        layer: l,
-        dp_main: avg("dp_main"),
-        dp_before: avg("dp_before"),
-        dp_after: avg("dp_after"),
-        heads: perHead,
-      };
-    });
-  }
-  return out as Triple & {
-    samples: number;
-    buckets: ({ range: [number, number]; count: number } & Triple)[];
-    per_layer?: unknown;
-  };
-}
-
-/** The paper's Table 3 layout: DP-M / DP-B / DP-A rows, token-length columns. */
-function table(summary: ReturnType<typeof summarise>): string {
-  const cols = [
-    { head: "all", count: summary.samples, t: summary as Triple },
-    ...summary.buckets.map((b) => ({
-      head: Number.isFinite(b.range[1]) ? `${b.range[0]}–${b.range[1]}` : `>${b.range[0]}`,
-      count: b.count,
-      t: b as Triple,
-    })),
-  ];
-  const w = Math.max(9, ...cols.map((c) => c.head.length + 1));
-  const cell = (v: number) => (Number.isNaN(v) ? "–" : v.toFixed(2)).padStart(w);
-  const lines = [
-    `${"tokens".padEnd(8)}${cols.map((c) => c.head.padStart(w)).join("")}`,
-    `${"samples".padEnd(8)}${cols.map((c) => String(c.count).padStart(w)).join("")}`,
-    `${"DP-M".padEnd(8)}${cols.map((c) => cell(c.t.dp_main)).join("")}`,
-    `${"DP-B".padEnd(8)}${cols.map((c) => cell(c.t.dp_before)).join("")}`,
-    `${"DP-A".padEnd(8)}${cols.map((c) => cell(c.t.dp_after)).join("")}`,
-  ];
-  return lines.join("\n");
-}
-
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeTextFile(tmp, text);
-  await Deno.rename(tmp, path);
-}
-
 await runCommand("dp", async () => {
   const flags = parseFlags(spec, Deno.args);
   const edges = parseBuckets(flags.buckets);
@@ -205,6 +120,13 @@ await runCommand("dp", async () => {
   const maxSamples = intFlag("max-samples", flags["max-samples"]);
   if (flags.resume && !flags.json) {
     throw new UserError("--resume needs --json OUT (the cache lives next to it)", 2);
+  }
+  const shard = parseShard(flags.shard);
+  if (shard && flags.heatmap) {
+    throw new UserError(
+      "--heatmap draws one sample of the whole data set; run it without --shard",
+      2,
+    );
   }
   const dataPath = flags.data ?? defaultData;
   if (!flags.model) {
@@ -235,7 +157,8 @@ await runCommand("dp", async () => {
     );
   }
   const limit = Math.min(maxTokens, model.config.maxPositionEmbeddings);
-  let truncated = 0, empty = 0;
+  let truncated = 0, empty = 0, usable = 0;
+  // with --shard, this worker's samples: their index counts every usable sample of the data
   const samples: { index: number; line: number; ids: number[] }[] = [];
   for (const row of maxSamples ? rows.slice(0, maxSamples) : rows) {
     let ids = rowIds(row, tokenizer, dataPath);
@@ -244,13 +167,20 @@ await runCommand("dp", async () => {
       empty++;
       continue;
     }
+    const index = usable++;
+    if (!inShard(shard, index)) continue;
     if (ids.length > limit) {
       ids = ids.slice(0, limit);
       truncated++;
     }
-    samples.push({ index: samples.length, line: row.line, ids });
+    samples.push({ index, line: row.line, ids });
   }
-  if (samples.length === 0) throw new UserError(`${dataPath}: no usable samples`);
+  if (usable === 0) throw new UserError(`${dataPath}: no usable samples`);
+  if (shard) {
+    console.error(
+      `dp: shard ${shard.index}/${shard.count}: ${samples.length} of ${usable} samples`,
+    );
+  }
   if (truncated) console.error(`dp: ${truncated} samples truncated to ${limit} tokens`);
   if (empty) console.error(`dp: ${empty} empty samples skipped`);
 
@@ -265,6 +195,7 @@ await runCommand("dp", async () => {
     max_tokens: limit,
     samples: samples.length,
     per_layer: flags["per-layer"] ?? false,
+    ...(shard ? { shard } : {}),
   });
   const done = new Map<number, SampleResult>();
   if (cachePath && flags.resume) {
@@ -337,7 +268,7 @@ await runCommand("dp", async () => {
 
   const results = [...done.values()].sort((a, b) => a.index - b.index);
   const summary = summarise(results, edges, flags["per-layer"] ?? false);
-  console.log(table(summary));
+  console.log(dpTable(summary));
   if (interrupted) {
     console.error(
       `dp: interrupted after ${results.length} of ${samples.length} samples${
@@ -356,8 +287,7 @@ await runCommand("dp", async () => {
     }
   }
   if (flags.json) {
-    const json = {
-      format: "ubmoe-deno dp/1",
+    const report = dpReport({
       model: modelRef.arg,
       ...(modelRef.repoId ? { model_dir: modelDir } : {}),
       adapter: flags.adapter ?? null,
@@ -366,17 +296,9 @@ await runCommand("dp", async () => {
       max_tokens: limit,
       truncated,
       skipped_rows: problems.length + empty,
-      ...summary,
-      buckets: summary.buckets.map((b) => ({
-        ...b,
-        range: [b.range[0], Number.isFinite(b.range[1]) ? b.range[1] : null],
-      })),
-    };
-    await writeAtomic(
-      flags.json,
-      JSON.stringify(json, (_k, v) => (typeof v === "number" && Number.isNaN(v) ? null : v), 2) +
-        "\n",
-    );
+    }, summary);
+    if (shard) Object.assign(report, { shard, per_sample: results });
+    await writeAtomic(flags.json, dpJsonText(report));
     console.error(`dp: wrote ${flags.json}`);
   }
   if (flags.heatmap) {

@@ -11,11 +11,12 @@ import type { Device } from "../tensor/device.ts";
 import { crossEntropy } from "../tensor/ops/cross_entropy.ts";
 import { reshape } from "../tensor/ops/layout.ts";
 import { scopeAsync } from "../tensor/scope.ts";
-import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
+import { intFlag, parseFlags, runCommand, UserError, writeAtomic } from "./cli.ts";
 import { modelFlags, openDevice, openModel, resolveModel } from "./model.ts";
 import { Progress } from "./progress.ts";
 import { readJsonItems } from "./pair_data.ts";
 import { markdownTable, setLabel } from "./markdown_table.ts";
+import { parseShard, shardFlag, shardItems } from "./shard.ts";
 
 /** The generated stand-in task files in data/mc (see its README): not the real benchmarks. */
 export const generatedTasks = [
@@ -153,6 +154,57 @@ export interface McResult {
   mc2?: number;
 }
 
+/** One row's figures: acc and accNorm (0 or 1) for a label row, mc2 (0–1) for a labels row. */
+export type McRowFigures = { acc: number; accNorm: number } | { mc2: number };
+
+/** The figures of each row of a task, in order. */
+export async function evaluateRows(
+  model: QwenModel,
+  tokenizer: QwenTokenizer,
+  rows: readonly McRow[],
+  device: Device,
+  maxTokens: number,
+  onRow?: () => void,
+): Promise<McRowFigures[]> {
+  const figures: McRowFigures[] = [];
+  for (const row of rows) {
+    const ll = await choiceLoglikelihoods(model, tokenizer, row, device, maxTokens);
+    figures.push(
+      row.labels ? { mc2: mc2(ll, row.labels) } : {
+        acc: mcAccuracy(ll, row.label!),
+        accNorm: mcAccuracyNorm(ll, row.choices.map(choiceLength), row.label!),
+      },
+    );
+    onRow?.();
+  }
+  return figures;
+}
+
+/**
+ * A task's figures from its rows' figures (summed in row order, so eval-mc and a merge of
+ * its shards agree to the last digit).
+ */
+export function taskResult(task: string, figures: readonly McRowFigures[]): McResult {
+  let acc = 0, accNorm = 0, mc2Sum = 0, single = 0, multi = 0;
+  for (const f of figures) {
+    if ("mc2" in f) {
+      mc2Sum += f.mc2;
+      multi++;
+    } else {
+      acc += f.acc;
+      accNorm += f.accNorm;
+      single++;
+    }
+  }
+  const r: McResult = { task, rows: figures.length };
+  if (single) {
+    r.acc = (100 * acc) / single;
+    r.accNorm = (100 * accNorm) / single;
+  }
+  if (multi) r.mc2 = (100 * mc2Sum) / multi;
+  return r;
+}
+
 /** Evaluate one model on one task's rows. */
 export async function evaluateTask(
   model: QwenModel,
@@ -163,26 +215,7 @@ export async function evaluateTask(
   maxTokens: number,
   onRow?: () => void,
 ): Promise<McResult> {
-  let acc = 0, accNorm = 0, mc2Sum = 0, single = 0, multi = 0;
-  for (const row of rows) {
-    const ll = await choiceLoglikelihoods(model, tokenizer, row, device, maxTokens);
-    if (row.labels) {
-      mc2Sum += mc2(ll, row.labels);
-      multi++;
-    } else {
-      acc += mcAccuracy(ll, row.label!);
-      accNorm += mcAccuracyNorm(ll, row.choices.map(choiceLength), row.label!);
-      single++;
-    }
-    onRow?.();
-  }
-  const r: McResult = { task, rows: rows.length };
-  if (single) {
-    r.acc = (100 * acc) / single;
-    r.accNorm = (100 * accNorm) / single;
-  }
-  if (multi) r.mc2 = (100 * mc2Sum) / multi;
-  return r;
+  return taskResult(task, await evaluateRows(model, tokenizer, rows, device, maxTokens, onRow));
 }
 
 /** The headline figure of a task: acc, or MC2 for a labels task. */
@@ -215,6 +248,40 @@ export function mcTable(
   return markdownTable(header, body) + note;
 }
 
+/** The `format` of eval-mc's --json output. */
+export const mcFormat = "ubmoe-deno eval-mc/1";
+
+/** One model's figures, one entry per task (with --shard, each also lists its rows' figures). */
+export interface McModelResult {
+  label: string;
+  tasks: (McResult & { items?: ({ row: number } & McRowFigures)[] })[];
+}
+
+/** eval-mc's --json object (README "UBMoE"). */
+export function mcReport(
+  settings: { maxRows: number; maxTokens: number; tasks: readonly string[] },
+  results: readonly McModelResult[],
+): Record<string, unknown> {
+  return {
+    format: mcFormat,
+    metric: "acc and acc_norm (percent) as lm-evaluation-harness; mc2 for multi-label rows",
+    maxRows: settings.maxRows,
+    maxTokens: settings.maxTokens,
+    generatedTasks: settings.tasks.filter(isGeneratedTask),
+    results,
+  };
+}
+
+/** The text of eval-mc's --json file. */
+export function mcJsonText(report: Record<string, unknown>): string {
+  return JSON.stringify(report, null, 2) + "\n";
+}
+
+/** Whether a task file is one of the generated stand-ins (starred in the table). */
+export function isGeneratedTask(task: string): boolean {
+  return generatedTasks.some((g) => task.endsWith(g));
+}
+
 const spec = {
   name: "eval-mc",
   summary:
@@ -242,9 +309,14 @@ const spec = {
       help: "truncate context + choice from the left",
     },
     json: { type: "string", metavar: "OUT", help: "write every figure as JSON to OUT" },
+    shard: shardFlag,
     backend: modelFlags.backend,
   },
-  epilog: `The default task files are generated stand-ins (data/mc/README.md), marked * in the
+  epilog: `With --shard I/N only rows I, I+N, … of each task (after --max-rows) are evaluated and
+the JSON adds "shard": {"index", "count"} and each task's per-row "items"; deno task merge
+joins the shards into the single run's JSON.
+
+The default task files are generated stand-ins (data/mc/README.md), marked * in the
 table. Real MMLU / TruthfulQA-MC2 files work when converted to the same rows; Winogrande
 (whose harness task scores one continuation after per-option contexts) fits only as
 whole-sentence choices with an empty context, an approximation of the harness's figure.
@@ -256,6 +328,7 @@ Example:
 if (import.meta.main) {
   await runCommand("eval-mc", async () => {
     const flags = parseFlags(spec, Deno.args);
+    const shard = parseShard(flags.shard);
     const maxRows = intFlag("max-rows", flags["max-rows"]) || Infinity;
     const maxTokens = intFlag("max-tokens", flags["max-tokens"], 2);
     const tasks = new Map<string, McRow[]>();
@@ -263,38 +336,39 @@ if (import.meta.main) {
     const refs = [];
     for (const arg of flags.model) refs.push(await resolveModel("eval-mc", arg));
     const device = await openDevice(flags.backend);
-    const results: { label: string; tasks: McResult[] }[] = [];
+    const results: McModelResult[] = [];
     for (const { arg: label, dir } of refs) {
       const { model, tokenizer } = await openModel(dir, device);
       if (!tokenizer) throw new UserError(`${dir}: no tokenizer.json (needed for text rows)`);
-      const figures: McResult[] = [];
+      const figures: McModelResult["tasks"] = [];
       for (const [task, rows] of tasks) {
-        const progress = new Progress(`eval-mc ${label} ${task}`, rows.length, "rows");
+        const picked = shardItems(rows, shard);
+        const progress = new Progress(`eval-mc ${label} ${task}`, picked.length, "rows");
         let done = 0;
-        figures.push(
-          await evaluateTask(
-            model,
-            tokenizer,
-            task,
-            rows,
-            device,
-            maxTokens,
-            () => progress.update(++done, 1),
-          ),
+        const perRow = await evaluateRows(
+          model,
+          tokenizer,
+          picked.map((p) => p.item),
+          device,
+          maxTokens,
+          () => progress.update(++done, 1),
         );
         progress.done();
+        const result = taskResult(task, perRow);
+        figures.push(
+          shard
+            ? { ...result, items: perRow.map((f, k) => ({ row: picked[k]!.index, ...f })) }
+            : result,
+        );
       }
       results.push({ label, tasks: figures });
     }
-    const isGenerated = (t: string) => generatedTasks.some((g) => t.endsWith(g));
-    console.log(mcTable(results, isGenerated));
+    console.log(mcTable(results, isGeneratedTask));
     if (flags.json) {
-      const report = {
-        metric: "acc and acc_norm (percent) as lm-evaluation-harness; mc2 for multi-label rows",
-        generatedTasks: [...tasks.keys()].filter(isGenerated),
-        results,
-      };
-      await Deno.writeTextFile(flags.json, JSON.stringify(report, null, 2) + "\n");
+      const settings = { maxRows: flags["max-rows"], maxTokens, tasks: [...tasks.keys()] };
+      const report = mcReport(settings, results);
+      if (shard) report.shard = shard;
+      await writeAtomic(flags.json, mcJsonText(report));
     }
   });
 }

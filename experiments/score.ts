@@ -4,9 +4,17 @@ import { tensor } from "../tensor/create.ts";
 import { crossEntropy } from "../tensor/ops/cross_entropy.ts";
 import { reshape, slice } from "../tensor/ops/layout.ts";
 import { scopeAsync } from "../tensor/scope.ts";
-import { intFlag, parseFlags, runCommand, UserError } from "./cli.ts";
+import { intFlag, parseFlags, runCommand, UserError, writeAtomic } from "./cli.ts";
 import { readRows, rowIds } from "./data.ts";
 import { checkIds, modelFlags, openDevice, openModel, resolveModel } from "./model.ts";
+import {
+  rowNll,
+  type ScoredRow,
+  scoreJsonText,
+  scoreReport,
+  scoreTotals,
+} from "./score_summary.ts";
+import { parseShard, shardFlag, shardItems } from "./shard.ts";
 
 const spec = {
   name: "score",
@@ -22,7 +30,8 @@ const spec = {
     json: {
       type: "string",
       metavar: "OUT",
-      help: "write {samples: [{n_tokens, nll_mean, logprobs}], perplexity}",
+      help:
+        "write {format, model, data, max_tokens, samples: [{n_tokens, nll_mean, logprobs}], perplexity}",
     },
     "max-tokens": {
       type: "number",
@@ -30,16 +39,20 @@ const spec = {
       help: "truncate rows to this many tokens (0 = the model's maximum)",
     },
     strict: { type: "boolean", help: "stop at the first malformed row instead of skipping it" },
+    shard: shardFlag,
   },
   epilog: `Output JSON: logprobs[t] = log p(token t+1 | tokens ≤ t); nll_mean = −mean(logprobs);
-perplexity = exp(Σ NLL / Σ scored tokens) over all rows.`,
+perplexity = exp(Σ NLL / Σ scored tokens) over all rows, summed in row order. With --shard I/N
+(rows I, I+N, … of the well-formed rows) it adds "shard": {"index", "count"} and each sample's
+"row"; deno task merge joins the shards.`,
 } as const;
 
 await runCommand("score", async () => {
   const flags = parseFlags(spec, Deno.args);
+  const shard = parseShard(flags.shard);
   if (!flags.model) throw new UserError("--model DIR is required (see --help)", 2);
   if (!flags.data) throw new UserError("--data FILE is required (see --help)", 2);
-  const { dir } = await resolveModel("score", flags.model);
+  const { dir, repoId } = await resolveModel("score", flags.model);
   const device = await openDevice(flags.backend);
   const { model, tokenizer } = await openModel(dir, device);
   const { rows, problems } = await readRows(flags.data);
@@ -52,9 +65,10 @@ await runCommand("score", async () => {
     intFlag("max-tokens", flags["max-tokens"]) || Infinity,
     model.config.maxPositionEmbeddings,
   );
-  const samples: { n_tokens: number; nll_mean: number; logprobs: number[] }[] = [];
-  let totalNll = 0, totalTokens = 0, truncated = 0;
-  for (const row of rows) {
+  const picked = shardItems(rows, shard);
+  const samples: ScoredRow[] = [];
+  let truncated = 0;
+  for (const { item: row } of picked) {
     let ids = rowIds(row, tokenizer, flags.data);
     checkIds(ids, model.config.vocabSize, `${flags.data}: line ${row.line}`);
     if (ids.length > limit) {
@@ -74,27 +88,29 @@ await runCommand("score", async () => {
       return Array.from(await crossEntropy(flat, targets).data());
     });
     const logprobs = losses.map((l) => -l);
-    const nll = losses.reduce((a, b) => a + b, 0);
-    totalNll += nll;
-    totalTokens += losses.length;
-    samples.push({ n_tokens: ids.length, nll_mean: nll / losses.length, logprobs });
+    const nllMean = rowNll(logprobs) / logprobs.length;
+    samples.push({ n_tokens: ids.length, nll_mean: nllMean, logprobs });
     console.log(
       `line ${String(row.line).padStart(5)}  tokens ${String(ids.length).padStart(6)}  nll ${
-        (nll / losses.length).toFixed(4)
+        nllMean.toFixed(4)
       }`,
     );
   }
-  const perplexity = Math.exp(totalNll / Math.max(1, totalTokens));
-  console.log(
-    `rows ${samples.length}  scored tokens ${totalTokens}  perplexity ${perplexity.toFixed(4)}`,
-  );
+  console.log(scoreTotals(samples));
   if (truncated) console.error(`score: ${truncated} rows truncated to ${limit} tokens`);
   if (flags.json) {
-    const tmp = `${flags.json}.tmp-${Deno.pid}`;
-    await Deno.writeTextFile(
-      tmp,
-      JSON.stringify({ samples, perplexity }, (_k, v) => (Number.isNaN(v) ? null : v)) + "\n",
-    );
-    await Deno.rename(tmp, flags.json);
+    const run = {
+      model: flags.model,
+      ...(repoId ? { model_dir: dir } : {}),
+      data: flags.data,
+      max_tokens: limit,
+    };
+    const report = shard
+      ? {
+        ...scoreReport(run, samples.map((s, k) => ({ row: picked[k]!.index, ...s }))),
+        shard,
+      }
+      : scoreReport(run, samples);
+    await writeAtomic(flags.json, scoreJsonText(report));
   }
 });
