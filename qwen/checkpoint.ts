@@ -214,6 +214,44 @@ export interface QwenParams {
   lm_head?: { weight: Tensor };
 }
 
+/** Check that every weight the config implies is in the checkpoint with its shape. */
+export function checkTensors(ckpt: Checkpoint, config: Qwen2Config): void {
+  for (const [name, shape] of expectedShapes(config)) {
+    const found = ckpt.info(name);
+    if (!found) {
+      throw new SafetensorsError(`${ckpt.dir}/model.safetensors`, `missing tensor '${name}'`);
+    }
+    const same = found.info.shape.length === shape.length &&
+      found.info.shape.every((n, i) => n === shape[i]);
+    if (!same) {
+      throw new SafetensorsError(
+        found.path,
+        `tensor '${name}' has shape ${fmtShape(found.info.shape)}, config.json says ${
+          fmtShape(shape)
+        }`,
+      );
+    }
+  }
+}
+
+/**
+ * Open a model directory's config and checkpoint headers and check them against each other,
+ * reading no weights (the file sizes are checked against the headers).
+ */
+export async function openQwenCheckpoint(
+  dir: string,
+): Promise<{ config: Qwen2Config; checkpoint: Checkpoint }> {
+  const config = await readQwen2Config(dir);
+  const checkpoint = await Checkpoint.open(dir);
+  try {
+    checkTensors(checkpoint, config);
+  } catch (e) {
+    checkpoint.close();
+    throw e;
+  }
+  return { config, checkpoint };
+}
+
 /**
  * What a command does with a model, which decides the weights it reads: `"all"`; `"dp"`
  * (DP statistics only: no LM head, no final norm, no last-layer MLP, as `decoder(…, { dp:
@@ -253,25 +291,11 @@ export async function loadQwen(
 ): Promise<QwenModel> {
   const config = await readQwen2Config(dir);
   using ckpt = await Checkpoint.open(dir);
-  const expected = expectedShapes(config);
+  checkTensors(ckpt, config);
   const loaded = new Map<string, Tensor>();
   const needed = neededBy(use, config);
   try {
-    for (const [name, shape] of expected) {
-      const found = ckpt.info(name);
-      if (!found) {
-        throw new SafetensorsError(`${dir}/model.safetensors`, `missing tensor '${name}'`);
-      }
-      const same = found.info.shape.length === shape.length &&
-        found.info.shape.every((n, i) => n === shape[i]);
-      if (!same) {
-        throw new SafetensorsError(
-          found.path,
-          `tensor '${name}' has shape ${fmtShape(found.info.shape)}, config.json says ${
-            fmtShape(shape)
-          }`,
-        );
-      }
+    for (const name of expectedShapes(config).keys()) {
       if (!needed(name)) continue;
       const t = await ckpt.load(name, device);
       // Linear weights are only ever multiplied (x · Wᵀ): let the device keep its own layout
