@@ -1,8 +1,10 @@
 // `deno task dp`: the paper's attention-dependence metric (DESIGN 3.4, caculate_dp.py) over a
 // data set, per token-length bucket, in the layout of the paper's Table 3.
-import { dpFromStats, type DpValues } from "../nn/dp.ts";
+import { dpFromStats, type DpValues, type SampleDp } from "../nn/dp.ts";
 import { parseMaskVariant } from "../nn/masks.ts";
+import { loadQwen, openQwenCheckpoint, type QwenModel } from "../qwen/checkpoint.ts";
 import { decoderAsync } from "../qwen/decoder.ts";
+import { dpMemoryNeeds, LayerStream, streamDp } from "../qwen/stream.ts";
 import { tensor } from "../tensor/create.ts";
 import { add } from "../tensor/ops/elementwise.ts";
 import { scopeAsync } from "../tensor/scope.ts";
@@ -23,13 +25,21 @@ import {
   checkIds,
   modelFlags,
   openDevice,
-  openModel,
+  openTokenizer,
   resolveModel,
 } from "./model.ts";
+import { fmtBytes, maxMemoryFlag, memoryBudget, planMemory } from "./memory_budget.ts";
 import { Progress } from "./progress.ts";
 import { inShard, parseShard, shardFlag } from "./shard.ts";
 
 const root = new URL("../", import.meta.url).pathname;
+
+/** One sample: its index among the data set's usable samples, its line, its token ids. */
+interface Sample {
+  index: number;
+  line: number;
+  ids: number[];
+}
 const defaultModel = `${root}models/brown-qwen2`;
 const defaultData = `${root}data/prompts/dp_prompts.jsonl`;
 
@@ -77,6 +87,7 @@ over samples, in percent.`,
       default: 0,
       help: "which sample --heatmap draws (0 = first)",
     },
+    "max-memory": maxMemoryFlag,
     "per-layer": { type: "boolean", help: "also report DP per layer and per head" },
     resume: { type: "boolean", help: "continue from OUT.samples.jsonl after an interruption" },
     strict: { type: "boolean", help: "stop at the first malformed row instead of skipping it" },
@@ -136,14 +147,15 @@ await runCommand("dp", async () => {
   const modelDir = modelRef.dir;
   if (!flags.data) console.error(`dp: data: ${dataPath} (the bundled prompt set)`);
 
+  const budget = memoryBudget(flags["max-memory"]);
   const device = await openDevice(flags.backend);
-  const opened = await openModel(modelDir, device, "dp");
-  const tokenizer = opened.tokenizer;
-  // the paper measures DP of the bidirectionally trained model: the adapter merged in
-  const model = flags.adapter ? await applyAdapter(opened.model, flags.adapter) : opened.model;
-  if (flags.adapter) console.error(`dp: adapter ${flags.adapter} merged into the model`);
+  // headers first: the memory plan needs the shapes and the samples, not the weights
+  const { config, checkpoint } = await openQwenCheckpoint(modelDir);
+  const needs = dpMemoryNeeds(config, checkpoint);
+  checkpoint.close();
+  const tokenizer = await openTokenizer(modelDir);
   console.error(
-    `dp: ${model.config.numHiddenLayers} layers × ${model.config.numAttentionHeads} heads, mask ${variant.name}, backend ${device.name}`,
+    `dp: ${config.numHiddenLayers} layers × ${config.numAttentionHeads} heads, mask ${variant.name}, backend ${device.name}`,
   );
   const { rows, problems } = await readRows(dataPath);
   for (const p of problems) {
@@ -156,13 +168,13 @@ await runCommand("dp", async () => {
       })`,
     );
   }
-  const limit = Math.min(maxTokens, model.config.maxPositionEmbeddings);
+  const limit = Math.min(maxTokens, config.maxPositionEmbeddings);
   let truncated = 0, empty = 0, usable = 0;
   // with --shard, this worker's samples: their index counts every usable sample of the data
-  const samples: { index: number; line: number; ids: number[] }[] = [];
+  const samples: Sample[] = [];
   for (const row of maxSamples ? rows.slice(0, maxSamples) : rows) {
     let ids = rowIds(row, tokenizer, dataPath);
-    checkIds(ids, model.config.vocabSize, `${dataPath}: line ${row.line}`);
+    checkIds(ids, config.vocabSize, `${dataPath}: line ${row.line}`);
     if (ids.length === 0) {
       empty++;
       continue;
@@ -183,6 +195,38 @@ await runCommand("dp", async () => {
   }
   if (truncated) console.error(`dp: ${truncated} samples truncated to ${limit} tokens`);
   if (empty) console.error(`dp: ${empty} empty samples skipped`);
+
+  const plan = planMemory(needs, samples.map((s) => s.ids.length), budget.bytes);
+  const loadStart = performance.now();
+  let model: QwenModel | null = null, stream: LayerStream | null = null;
+  if (plan.stream) {
+    if (flags.adapter) {
+      throw new UserError(
+        `--adapter needs the model in memory: ${
+          fmtBytes(needs.weightBytes)
+        } of weights exceed the memory budget ${fmtBytes(budget.bytes)}; raise --max-memory`,
+      );
+    }
+    if (flags.heatmap) {
+      throw new UserError(
+        `--heatmap needs the model in memory: ${
+          fmtBytes(needs.weightBytes)
+        } of weights exceed the memory budget ${fmtBytes(budget.bytes)}; raise --max-memory`,
+      );
+    }
+    console.error(
+      `dp: weights ${fmtBytes(needs.weightBytes)} exceed the memory budget ${
+        fmtBytes(budget.bytes)
+      } (${budget.source}): streaming layers over ${plan.chunks.length} chunk(s) of samples`,
+    );
+    stream = await LayerStream.open(modelDir, device);
+  } else {
+    const loaded = await loadQwen(modelDir, device, "dp");
+    // the paper measures DP of the bidirectionally trained model: the adapter merged in
+    model = flags.adapter ? await applyAdapter(loaded, flags.adapter) : loaded;
+    if (flags.adapter) console.error(`dp: adapter ${flags.adapter} merged into the model`);
+  }
+  let readSeconds = (performance.now() - loadStart) / 1000;
 
   // resumable cache: a header line (what this run computes), then one line per finished sample
   const cachePath = flags.json ? `${flags.json}.samples.jsonl` : null;
@@ -231,40 +275,77 @@ await runCommand("dp", async () => {
   };
   Deno.addSignalListener("SIGINT", onSigint);
   const progress = new Progress("dp", samples.length, "tokens");
+  const record = async (s: Sample, dp: SampleDp) => {
+    const result: SampleResult = {
+      index: s.index,
+      line: s.line,
+      length: s.ids.length,
+      dp_m: dp.values.dpM,
+      dp_b: dp.values.dpB,
+      dp_a: dp.values.dpA,
+    };
+    if (flags["per-layer"]) {
+      result.heads = dp.perHead.map((l) => l.map((v: DpValues) => [v.dpM, v.dpB, v.dpA]));
+    }
+    done.set(s.index, result);
+    if (cachePath) {
+      await Deno.writeTextFile(cachePath, JSON.stringify(result) + "\n", { append: true });
+    }
+    progress.update(done.size, s.ids.length);
+  };
+  const forwardStart = performance.now();
+  const todo = samples.filter((s) => !done.has(s.index));
   try {
-    for (const s of samples) {
-      if (interrupted) break;
-      if (done.has(s.index)) continue;
-      const [dp] = await scopeAsync(async () => {
-        const x = tensor(Int32Array.from(s.ids), [1, s.ids.length], { device });
-        const out = await decoderAsync(model.params, x, model.config, {
-          mask: variant,
-          dp: "only",
-          keepCache: false,
+    if (model) {
+      for (const s of todo) {
+        if (interrupted) break;
+        const [dp] = await scopeAsync(async () => {
+          const x = tensor(Int32Array.from(s.ids), [1, s.ids.length], { device });
+          const out = await decoderAsync(model!.params, x, model!.config, {
+            mask: variant,
+            dp: "only",
+            keepCache: false,
+          });
+          return await dpFromStats(out.dpStats!, [s.ids.length]);
         });
-        return await dpFromStats(out.dpStats!, [s.ids.length]);
-      });
-      const result: SampleResult = {
-        index: s.index,
-        line: s.line,
-        length: s.ids.length,
-        dp_m: dp!.values.dpM,
-        dp_b: dp!.values.dpB,
-        dp_a: dp!.values.dpA,
-      };
-      if (flags["per-layer"]) {
-        result.heads = dp!.perHead.map((l) => l.map((v: DpValues) => [v.dpM, v.dpB, v.dpA]));
+        await record(s, dp!);
       }
-      done.set(s.index, result);
-      if (cachePath) {
-        await Deno.writeTextFile(cachePath, JSON.stringify(result) + "\n", { append: true });
+    } else {
+      // layer-major: each chunk of samples goes through every layer read once
+      const chunks = planMemory(needs, todo.map((s) => s.ids.length), budget.bytes);
+      const groups = chunks.stream ? chunks.chunks : [todo.map((_, i) => i)];
+      for (const [c, group] of groups.entries()) {
+        if (interrupted) break;
+        const chunk = group.map((i) => todo[i]!);
+        const dps = await streamDp(stream!, chunk.map((s) => s.ids), {
+          mask: variant,
+          onLayer: (layer) =>
+            progress.update(
+              done.size,
+              0,
+              `chunk ${c + 1}/${groups.length}, layer ${layer + 1}/${config.numHiddenLayers}`,
+            ),
+          stop: () => interrupted,
+        });
+        if (!dps) break;
+        for (const [k, s] of chunk.entries()) await record(s, dps[k]!);
       }
-      progress.update(done.size, s.ids.length);
+      readSeconds = stream!.readSeconds;
     }
   } finally {
     Deno.removeSignalListener("SIGINT", onSigint);
     progress.done();
+    stream?.close();
   }
+  const forwardSeconds = (performance.now() - forwardStart) / 1000;
+  const tokens = todo.filter((s) => done.has(s.index)).reduce((a, s) => a + s.ids.length, 0);
+  console.error(
+    `dp: forward ${forwardSeconds.toFixed(2)} s for ${tokens} tokens (${
+      (tokens / forwardSeconds).toFixed(1)
+    } tokens/s), reading weights ${readSeconds.toFixed(2)} s${
+      stream ? " (streamed, included in the forward)" : ""
+    }`,
+  );
 
   const results = [...done.values()].sort((a, b) => a.index - b.index);
   const summary = summarise(results, edges, flags["per-layer"] ?? false);
@@ -301,7 +382,7 @@ await runCommand("dp", async () => {
     await writeAtomic(flags.json, dpJsonText(report));
     console.error(`dp: wrote ${flags.json}`);
   }
-  if (flags.heatmap) {
+  if (flags.heatmap && model) {
     const k = intFlag("heatmap-sample", flags["heatmap-sample"]);
     const s = samples[k];
     if (!s) throw new UserError(`--heatmap-sample ${k}: only ${samples.length} samples`, 2);
@@ -311,6 +392,7 @@ await runCommand("dp", async () => {
       const out = await decoderAsync(model.params, x, model.config, {
         mask: variant,
         dp: "only",
+        keepCache: false,
         dpMatrices: true,
       });
       const total = out.dpMatrices!.reduce((acc, m) => add(acc, m));

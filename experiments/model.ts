@@ -76,9 +76,13 @@ export async function openModel(
   use: ModelUse = "all",
 ): Promise<{ model: QwenModel; tokenizer: QwenTokenizer | null }> {
   const model = await loadQwen(dir, device, use);
+  return { model, tokenizer: await openTokenizer(dir) };
+}
+
+/** The directory's tokenizer, or null when it has no tokenizer.json. */
+export async function openTokenizer(dir: string): Promise<QwenTokenizer | null> {
   const hasTokenizer = await Deno.stat(`${dir}/tokenizer.json`).then(() => true, () => false);
-  const tokenizer = hasTokenizer ? await QwenTokenizer.load(dir) : null;
-  return { model, tokenizer };
+  return hasTokenizer ? await QwenTokenizer.load(dir) : null;
 }
 
 /** Throw a UserError naming `where` if an id is outside the vocabulary. */

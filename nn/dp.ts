@@ -8,7 +8,7 @@ import { tensor } from "../tensor/create.ts";
 import { mul } from "../tensor/ops/elementwise.ts";
 import { slice } from "../tensor/ops/layout.ts";
 import { sum } from "../tensor/ops/reduce.ts";
-import { scopeAsync } from "../tensor/scope.ts";
+import { scope, scopeAsync } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 
 /** DP of one sample (or one layer/head), as fractions that sum to 1. */
@@ -40,28 +40,44 @@ export function dpFromStats(
   return scopeAsync(async () => {
     const first = stats[0];
     if (!first) throw new Error("dpFromStats: no layers");
-    const [b, h, l] = first.shape as [number, number, number, number];
-    if (lengths.length !== b) {
-      throw new Error(`dpFromStats: ${lengths.length} lengths for a batch of ${b}`);
-    }
+    const sums = await Promise.all(stats.map((s) => dpRowSums(s, lengths).data()));
+    return dpFromRowSums(sums, lengths, first.shape[1]!);
+  });
+}
+
+/**
+ * One layer's DP statistics [B, H, L, 4] summed over each sample's real rows: [B, H, 3] of
+ * (before, diagonal, after). Layer streaming keeps only these between layers.
+ */
+export function dpRowSums(stats: Tensor, lengths: readonly number[]): Tensor {
+  const [b, h, l] = stats.shape as [number, number, number, number];
+  if (lengths.length !== b) {
+    throw new Error(`dpFromStats: ${lengths.length} lengths for a batch of ${b}`);
+  }
+  return scope(() => {
     const rowMask = new Float32Array(b * l);
     lengths.forEach((n, bi) => rowMask.fill(1, bi * l, bi * l + n));
-    const mask = tensor(rowMask, [b, 1, l, 1], { device: first.device });
-    // per layer: Σ over real rows of (before, diagonal, after) → [B, H, 3]
-    const sums = await Promise.all(
-      stats.map((s) => sum(mul(slice(s, [0, 0, 0, 0], [b, h, l, 3]), mask), 2).data()),
+    const mask = tensor(rowMask, [b, 1, l, 1], { device: stats.device });
+    return sum(mul(slice(stats, [0, 0, 0, 0], [b, h, l, 3]), mask), 2);
+  });
+}
+
+/** DP per sample from every layer's `dpRowSums` values (layer order), `heads` per layer. */
+export function dpFromRowSums(
+  sums: readonly ArrayLike<number>[],
+  lengths: readonly number[],
+  heads: number,
+): SampleDp[] {
+  return lengths.map((n, bi) => {
+    const perHead = sums.map((layer) =>
+      Array.from({ length: heads }, (_, hi) => {
+        const o = (bi * heads + hi) * 3;
+        return { dpB: layer[o]! / n, dpM: layer[o + 1]! / n, dpA: layer[o + 2]! / n };
+      })
     );
-    return lengths.map((n, bi) => {
-      const perHead = sums.map((layer) =>
-        Array.from({ length: h }, (_, hi) => {
-          const o = (bi * h + hi) * 3;
-          return { dpB: layer[o]! / n, dpM: layer[o + 1]! / n, dpA: layer[o + 2]! / n };
-        })
-      );
-      const all = perHead.flat();
-      const avg = (key: keyof DpValues) => all.reduce((acc, v) => acc + v[key], 0) / all.length;
-      return { length: n, values: { dpM: avg("dpM"), dpB: avg("dpB"), dpA: avg("dpA") }, perHead };
-    });
+    const all = perHead.flat();
+    const avg = (key: keyof DpValues) => all.reduce((acc, v) => acc + v[key], 0) / all.length;
+    return { length: n, values: { dpM: avg("dpM"), dpB: avg("dpB"), dpA: avg("dpA") }, perHead };
   });
 }
 

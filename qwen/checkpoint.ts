@@ -131,6 +131,13 @@ export class Checkpoint {
     return new Tensor(info.shape, dtype, device, writer.done());
   }
 
+  /** Read `out.length` bytes of tensor `name` from `offset` bytes into it (as stored). */
+  async readInto(name: string, offset: number, out: Uint8Array<ArrayBuffer>): Promise<void> {
+    const f = this.where.get(name);
+    if (!f) throw new SafetensorsError(this.dir, `no tensor named '${name}'`);
+    await f.readInto(name, offset, out);
+  }
+
   close(): void {
     for (const f of this.files.values()) f.close();
   }

@@ -1,0 +1,237 @@
+// Layer streaming for forward-only work (DESIGN 5.2): when a model's weights do not fit the
+// memory budget, a chunk of samples is embedded (reading only the embedding rows it needs),
+// then each layer's weights are read once, applied to every sample of the chunk, and freed
+// while the next layer loads. Each sample's arithmetic is the in-memory arithmetic (the same
+// kernels on the same shapes), so results are the same bit for bit.
+import { dpFromRowSums, dpRowSums, type SampleDp } from "../nn/dp.ts";
+import { embedding } from "../nn/linear.ts";
+import type { MaskVariant } from "../nn/masks.ts";
+import { treeFromNames } from "../nn/params.ts";
+import { ropeTables } from "../nn/rope.ts";
+import { tensor } from "../tensor/create.ts";
+import type { Device } from "../tensor/device.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { SafetensorsError } from "../tensor/safetensors.ts";
+import { type Checkpoint, type LayerParams, neededBy, openQwenCheckpoint } from "./checkpoint.ts";
+import { expectedShapes, type Qwen2Config } from "./config.ts";
+import { decoderLayer, layerContext, type LayerOutput } from "./decoder.ts";
+import { topKExperts } from "./moe.ts";
+
+/** Bytes of one element of a safetensors dtype as loaded (16-bit floats stay 16-bit). */
+const fileBytes = (dtype: string) => (dtype === "BF16" || dtype === "F16" ? 2 : 4);
+
+/**
+ * Memory a forward-only run needs, by the model's shapes: the weights DP reads, the largest
+ * layer, and the activations of one sample (estimates, in bytes).
+ */
+export interface MemoryNeeds {
+  /** Every weight the run reads (DP: no LM head, final norm or last-layer MLP). */
+  weightBytes: number;
+  /** The largest layer's weights. */
+  layerBytes: number;
+  /** One embedding row. */
+  embeddingRowBytes: number;
+  /** Activations of one sample of `tokens` while a layer runs (pool slack included). */
+  workingSet(tokens: number): number;
+  /** What a streamed sample keeps between layers: hidden states, RoPE tables, DP sums. */
+  kept(tokens: number): number;
+}
+
+/** The memory a DP run of a model with `config` needs, from the checkpoint's headers. */
+export function dpMemoryNeeds(config: Qwen2Config, ckpt: Checkpoint): MemoryNeeds {
+  const needed = neededBy("dp", config);
+  let weightBytes = 0, embeddingRowBytes = 0;
+  const layers = new Array<number>(config.numHiddenLayers).fill(0);
+  for (const [name, shape] of expectedShapes(config)) {
+    if (!needed(name)) continue;
+    const info = ckpt.info(name)!.info;
+    const bytes = shape.reduce((a, b) => a * b, 1) * fileBytes(info.dtype);
+    weightBytes += bytes;
+    const m = /^model\.layers\.(\d+)\./.exec(name);
+    if (m) layers[Number(m[1])]! += bytes;
+    if (name === "model.embed_tokens.weight") embeddingRowBytes = bytes / config.vocabSize;
+  }
+  const { hiddenSize: h, intermediateSize: inter, headDim: d } = config;
+  return {
+    weightBytes,
+    layerBytes: Math.max(...layers),
+    embeddingRowBytes,
+    // residual, norm, q/k/v, attention out, o_proj and their packed copies: ~8 f32 rows of
+    // hidden size per token; the MLP runs ≤ 1023 rows at a time with ~4 f32 rows of
+    // intermediate size each; ×1.25 for the pool's size classes (measured on the 1.5B at
+    // 2048 tokens: 313 MB, this gives 308 MB)
+    workingSet: (l) => 1.25 * (4 * l * h * 8 + 16 * Math.min(l, 1023) * inter),
+    kept: (l) => 4 * l * h + 8 * l * d + config.numHiddenLayers * config.numAttentionHeads * 12,
+  };
+}
+
+/** A model's weights read layer by layer from its checkpoint. */
+export class LayerStream {
+  /** Seconds spent reading weights (file → device). */
+  readSeconds = 0;
+
+  private constructor(
+    readonly dir: string,
+    readonly config: Qwen2Config,
+    readonly checkpoint: Checkpoint,
+    readonly device: Device,
+  ) {}
+
+  /** Open `dir` (headers checked against config.json; no weight read). */
+  static async open(dir: string, device: Device): Promise<LayerStream> {
+    const { config, checkpoint } = await openQwenCheckpoint(dir);
+    const embed = checkpoint.info("model.embed_tokens.weight")!.info;
+    if (!["F32", "BF16", "F16"].includes(embed.dtype)) {
+      checkpoint.close();
+      throw new SafetensorsError(
+        `${dir}/model.safetensors`,
+        `layer streaming reads embedding rows as stored: 'model.embed_tokens.weight' must be F32, BF16 or F16, not ${embed.dtype}`,
+      );
+    }
+    return new LayerStream(dir, config, checkpoint, device);
+  }
+
+  /** Layer `i`'s weights for DP, on the device and laid out for its matmul. */
+  async loadLayer(i: number): Promise<LayerParams> {
+    const start = performance.now();
+    const prefix = `model.layers.${i}.`;
+    const needed = neededBy("dp", this.config);
+    const loaded = new Map<string, Tensor>();
+    try {
+      for (const name of expectedShapes(this.config).keys()) {
+        if (!name.startsWith(prefix) || !needed(name)) continue;
+        const t = await this.checkpoint.load(name, this.device);
+        if (name.endsWith("_proj.weight")) this.device.prepareLinearWeight?.(t);
+        loaded.set(name.slice(prefix.length), t);
+      }
+    } catch (e) {
+      for (const t of loaded.values()) t.dispose();
+      throw e;
+    }
+    this.readSeconds += (performance.now() - start) / 1000;
+    return treeFromNames(loaded) as unknown as LayerParams;
+  }
+
+  /** The embeddings [1, L, H] of `ids`, reading only their rows of the table. */
+  async embed(ids: readonly number[]): Promise<Tensor> {
+    const start = performance.now();
+    const rows = [...new Set(ids)].sort((a, b) => a - b);
+    const name = "model.embed_tokens.weight";
+    const { info } = this.checkpoint.info(name)!;
+    const rowBytes = (info.end - info.begin) / this.config.vocabSize;
+    const bytes = new Uint8Array(rows.length * rowBytes);
+    for (const [k, id] of rows.entries()) {
+      await this.checkpoint.readInto(
+        name,
+        id * rowBytes,
+        bytes.subarray(k * rowBytes, (k + 1) * rowBytes),
+      );
+    }
+    const h = this.config.hiddenSize;
+    const table = info.dtype === "F32"
+      ? tensor(new Float32Array(bytes.buffer), [rows.length, h], { device: this.device })
+      : tensor(new Uint16Array(bytes.buffer), [rows.length, h], {
+        dtype: info.dtype === "BF16" ? "bf16" : "f16",
+        device: this.device,
+      });
+    const at = new Map(rows.map((id, k) => [id, k]));
+    const local = tensor(Int32Array.from(ids, (id) => at.get(id)!), [1, ids.length], {
+      device: this.device,
+    });
+    const out = embedding(local, { weight: table });
+    table.dispose();
+    local.dispose();
+    this.readSeconds += (performance.now() - start) / 1000;
+    return out;
+  }
+
+  close(): void {
+    this.checkpoint.close();
+  }
+}
+
+/** Options of `streamDp`. */
+export interface StreamDpOptions {
+  mask: MaskVariant;
+  /** Called after each layer has been applied to every sample of the chunk. */
+  onLayer?: (layer: number) => void;
+  /** Checked between layers: stop early (the chunk's samples are then not returned). */
+  stop?: () => boolean;
+}
+
+/**
+ * DP of a chunk of samples with the model's layers streamed: each layer is read once and
+ * applied to every sample, the next layer is read while the device runs the current one.
+ * Returns null when `stop()` asked to stop.
+ */
+export async function streamDp(
+  stream: LayerStream,
+  samples: readonly (readonly number[])[],
+  options: StreamDpOptions,
+): Promise<SampleDp[] | null> {
+  const { config, device } = stream;
+  const hs: Tensor[] = [];
+  const ropes: { cos: Tensor; sin: Tensor }[] = [];
+  const sums: Tensor[][] = samples.map(() => []);
+  const owned = () => [...hs, ...ropes.flatMap((r) => [r.cos, r.sin]), ...sums.flat()];
+  let layer: LayerParams | null = null;
+  try {
+    for (const ids of samples) {
+      hs.push(await stream.embed(ids));
+      ropes.push(ropeTables(ids.length, config.headDim, config.ropeTheta, device, 0));
+    }
+    layer = await stream.loadLayer(0);
+    for (let i = 0; i < config.numHiddenLayers; i++) {
+      for (const [j, ids] of samples.entries()) {
+        const ctx = layerContext(i, options.mask, ropes[j]!, { dp: "only" }, config);
+        const out = await runLayer(layer!, hs[j]!, config, ctx);
+        for (const t of [out.present.k, out.present.v, hs[j]!]) t.dispose();
+        hs[j] = out.h;
+        sums[j]!.push(dpRowSums(out.dpStats!, [ids.length]));
+        out.dpStats!.dispose();
+        out.router?.probs.dispose();
+      }
+      // reading the next layer submits this one's work first: the device runs it meanwhile
+      const next = i + 1 < config.numHiddenLayers ? await stream.loadLayer(i + 1) : null;
+      disposeTree(layer);
+      layer = next;
+      options.onLayer?.(i);
+      if (options.stop?.()) return null;
+    }
+    const values = await Promise.all(
+      samples.map((_, j) => Promise.all(sums[j]!.map((s) => s.data()))),
+    );
+    return samples.map((ids, j) =>
+      dpFromRowSums(values[j]!, [ids.length], config.numAttentionHeads)[0]!
+    );
+  } finally {
+    for (const t of owned()) t.dispose();
+    if (layer) disposeTree(layer);
+  }
+}
+
+/** Run one layer, choosing a mixture-of-experts layer's experts on the host. */
+async function runLayer(
+  layer: LayerParams,
+  h: Tensor,
+  config: Qwen2Config,
+  ctx: ReturnType<typeof layerContext>,
+): Promise<LayerOutput> {
+  const steps = decoderLayer(layer, h, config, ctx);
+  let r = steps.next();
+  while (!r.done) {
+    const { probs } = r.value;
+    const [n, e] = probs.shape as [number, number];
+    r = steps.next(topKExperts(await probs.data(), n, e, config.moe!.numExpertsPerTok));
+  }
+  return r.value;
+}
+
+function disposeTree(tree: unknown): void {
+  if (tree === null || typeof tree !== "object") return;
+  if ("dispose" in tree && typeof (tree as Tensor).dispose === "function") {
+    (tree as Tensor).dispose();
+    return;
+  }
+  for (const v of Object.values(tree)) disposeTree(v);
+}
