@@ -1,0 +1,113 @@
+// `deno task dp --max-memory`: streamed runs write the in-memory run's JSON byte for byte,
+// resume after a kill -9 in the middle of a streamed layer, and refuse budgets that cannot work.
+import { assert, assertEquals } from "../assert.ts";
+import { runScript } from "../commands.ts";
+import { goldenDir, haveGolden } from "../golden.ts";
+
+const root = new URL("../../", import.meta.url).pathname;
+const dp = (args: string[]) => runScript("dp.ts", args);
+/** The bundled model needs 3.4 MB for its longest prompt: this makes chunks of 1–3 samples. */
+const tight = "3.6MB";
+
+/** The JSON without the line naming the model (the same in both runs anyway). */
+const json = async (path: string) => await Deno.readTextFile(path);
+
+Deno.test("dp --max-memory streams layers and writes the in-memory JSON byte for byte", async () => {
+  const dir = await Deno.makeTempDir();
+  const memory = await dp(["--per-layer", "--json", `${dir}/memory.json`]);
+  assertEquals(memory.code, 0, memory.stderr);
+  assert(!memory.stderr.includes("streaming"), memory.stderr);
+  const streamed = await dp([
+    "--per-layer",
+    "--max-memory",
+    tight,
+    "--json",
+    `${dir}/streamed.json`,
+  ]);
+  assertEquals(streamed.code, 0, streamed.stderr);
+  const m = /streaming layers over (\d+) chunk/.exec(streamed.stderr);
+  assert(m && Number(m[1]) > 3, streamed.stderr);
+  assertEquals(await json(`${dir}/streamed.json`), await json(`${dir}/memory.json`));
+  assertEquals(streamed.stdout, memory.stdout);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("dp --max-memory --resume after kill -9 in the middle of a streamed layer gives the same JSON", async () => {
+  const dir = await Deno.makeTempDir();
+  const whole = await dp(["--max-memory", tight, "--json", `${dir}/whole.json`]);
+  assertEquals(whole.code, 0, whole.stderr);
+  const out = `${dir}/killed.json`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${root}experiments/dp.ts`, "--max-memory", tight, "--json", out],
+    env: { TENSOR_BACKEND: "reference" },
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  // kill as soon as the first chunk is in the cache: the next chunk is then inside a layer
+  let cached = 0;
+  for (let i = 0; i < 3000 && cached < 1; i++) {
+    await new Promise((r) => setTimeout(r, 5));
+    const text = await Deno.readTextFile(`${out}.samples.jsonl`).catch(() => "");
+    cached = text.split("\n").filter((l) => l.trim()).length - 1;
+  }
+  child.kill("SIGKILL");
+  await child.status;
+  assert(cached >= 1 && cached < 24, `killed with ${cached} of 24 samples cached`);
+  const resumed = await dp(["--max-memory", tight, "--json", out, "--resume"]);
+  assertEquals(resumed.code, 0, resumed.stderr);
+  assert(/resuming: \d+ of 24 samples already done/.test(resumed.stderr), resumed.stderr);
+  assertEquals(await json(out), await json(`${dir}/whole.json`));
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("dp refuses a budget below the smallest that works, a bad size, and --adapter when streaming", async () => {
+  const small = await dp(["--max-memory", "1MB"]);
+  assertEquals(small.code, 1);
+  assert(
+    /^dp: error: --max-memory 1\.0 MB is below the smallest budget that works for this model and data: 3\.\d MB \(two layers of .* and one 312-token sample\)$/m
+      .test(small.stderr),
+    small.stderr,
+  );
+  const bad = await dp(["--max-memory", "lots"]);
+  assertEquals(bad.code, 2);
+  assert(bad.stderr.includes("--max-memory must be a size like 4GB"), bad.stderr);
+  const adapter = await dp([
+    "--max-memory",
+    tight,
+    "--adapter",
+    `${root}tests/fixtures/peft-adapter`,
+  ]);
+  assertEquals(adapter.code, 1);
+  assert(adapter.stderr.includes("--adapter needs the model in memory"), adapter.stderr);
+});
+
+Deno.test({
+  name: "dp names the shard of a checkpoint that is truncated, and writes nothing",
+  ignore: !haveGolden,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const model = `${dir}/model`;
+    await Deno.mkdir(model);
+    for await (const f of Deno.readDir(`${goldenDir}tiny-f32-sharded`)) {
+      await Deno.copyFile(`${goldenDir}tiny-f32-sharded/${f.name}`, `${model}/${f.name}`);
+    }
+    const shard = `${model}/model-00002-of-00002.safetensors`;
+    await Deno.truncate(shard, (await Deno.stat(shard)).size - 100);
+    await Deno.writeTextFile(`${dir}/rows.jsonl`, '{"input_ids": [1, 2, 3]}\n');
+    for (const extra of [[], ["--max-memory", "100kB"]]) {
+      const r = await dp([
+        "--model",
+        model,
+        "--data",
+        `${dir}/rows.jsonl`,
+        "--json",
+        `${dir}/out.json`,
+        ...extra,
+      ]);
+      assertEquals(r.code, 1, r.stderr);
+      assert(r.stderr.trim().split("\n").pop()!.startsWith(`dp: error: ${shard}:`), r.stderr);
+      assert(!(await Deno.stat(`${dir}/out.json`).then(() => true, () => false)));
+    }
+    await Deno.remove(dir, { recursive: true });
+  },
+});
