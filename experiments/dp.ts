@@ -275,7 +275,7 @@ await runCommand("dp", async () => {
   };
   Deno.addSignalListener("SIGINT", onSigint);
   const progress = new Progress("dp", samples.length, "tokens");
-  const record = async (s: Sample, dp: SampleDp) => {
+  const record = async (s: Sample, dp: SampleDp, counted = false) => {
     const result: SampleResult = {
       index: s.index,
       line: s.line,
@@ -291,7 +291,7 @@ await runCommand("dp", async () => {
     if (cachePath) {
       await Deno.writeTextFile(cachePath, JSON.stringify(result) + "\n", { append: true });
     }
-    progress.update(done.size, s.ids.length);
+    progress.update(done.size, counted ? 0 : s.ids.length);
   };
   const forwardStart = performance.now();
   const todo = samples.filter((s) => !done.has(s.index));
@@ -317,18 +317,19 @@ await runCommand("dp", async () => {
       for (const [c, group] of groups.entries()) {
         if (interrupted) break;
         const chunk = group.map((i) => todo[i]!);
+        const chunkTokens = chunk.reduce((a, s) => a + s.ids.length, 0);
         const dps = await streamDp(stream!, chunk.map((s) => s.ids), {
           mask: variant,
           onLayer: (layer) =>
             progress.update(
-              done.size,
-              0,
+              done.size + chunk.length * (layer + 1) / config.numHiddenLayers,
+              chunkTokens / config.numHiddenLayers,
               `chunk ${c + 1}/${groups.length}, layer ${layer + 1}/${config.numHiddenLayers}`,
             ),
           stop: () => interrupted,
         });
         if (!dps) break;
-        for (const [k, s] of chunk.entries()) await record(s, dps[k]!);
+        for (const [k, s] of chunk.entries()) await record(s, dps[k]!, true);
       }
       readSeconds = stream!.readSeconds;
     }

@@ -15,7 +15,10 @@ export class Progress {
     readonly intervalMs = 3000,
   ) {}
 
-  /** Record `done` finished units and `amount` more of the measured unit; print when due. */
+  /**
+   * Record `done` finished units (fractional while a unit is part done, e.g. a streamed chunk
+   * between layers) and `amount` more of the measured unit; print when due.
+   */
   update(done: number, amount: number, extra = ""): void {
     this.#amount += amount;
     const now = performance.now();
@@ -24,7 +27,7 @@ export class Progress {
     const seconds = (now - this.#start) / 1000;
     const rate = this.#amount / Math.max(seconds, 1e-9);
     const eta = done > 0 ? ((this.total - done) * seconds) / done : NaN;
-    const line = `${this.label}: ${done}/${this.total} (${
+    const line = `${this.label}: ${Math.floor(done)}/${this.total} (${
       ((100 * done) / Math.max(1, this.total)).toFixed(0)
     }%)  ${rate.toFixed(1)} ${this.unit}/s  ETA ${formatSeconds(eta)}${extra ? `  ${extra}` : ""}`;
     const bytes = new TextEncoder().encode(this.#tty ? `\r\x1b[K${line}` : `${line}\n`);
