@@ -9,7 +9,8 @@ import { tensor } from "../tensor/create.ts";
 import { add } from "../tensor/ops/elementwise.ts";
 import { scopeAsync } from "../tensor/scope.ts";
 import { intFlag, parseFlags, runCommand, UserError, writeAtomic } from "./cli.ts";
-import { readRows, rowIds } from "./data.ts";
+import { readRows } from "./data.ts";
+import { tokenizeRows } from "./tokenize_rows.ts";
 import {
   dpJsonText,
   dpReport,
@@ -153,7 +154,6 @@ await runCommand("dp", async () => {
   const { config, checkpoint } = await openQwenCheckpoint(modelDir);
   const needs = dpMemoryNeeds(config, checkpoint);
   checkpoint.close();
-  const tokenizer = await openTokenizer(modelDir);
   console.error(
     `dp: ${config.numHiddenLayers} layers × ${config.numAttentionHeads} heads, mask ${variant.name}, backend ${device.name}`,
   );
@@ -172,8 +172,10 @@ await runCommand("dp", async () => {
   let truncated = 0, empty = 0, usable = 0;
   // with --shard, this worker's samples: their index counts every usable sample of the data
   const samples: Sample[] = [];
-  for (const row of maxSamples ? rows.slice(0, maxSamples) : rows) {
-    let ids = rowIds(row, tokenizer, dataPath);
+  const used = maxSamples ? rows.slice(0, maxSamples) : rows;
+  const rowTokens = await tokenizeRows(modelDir, used, dataPath);
+  for (const [r, row] of used.entries()) {
+    let ids = rowTokens[r]!;
     checkIds(ids, config.vocabSize, `${dataPath}: line ${row.line}`);
     if (ids.length === 0) {
       empty++;
@@ -384,6 +386,7 @@ await runCommand("dp", async () => {
     console.error(`dp: wrote ${flags.json}`);
   }
   if (flags.heatmap && model) {
+    const tokenizer = await openTokenizer(modelDir);
     const k = intFlag("heatmap-sample", flags["heatmap-sample"]);
     const s = samples[k];
     if (!s) throw new UserError(`--heatmap-sample ${k}: only ${samples.length} samples`, 2);
