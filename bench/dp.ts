@@ -14,7 +14,7 @@ import { Rng } from "../tensor/random.ts";
 import { scopeAsync } from "../tensor/scope.ts";
 import { attentionWithDpStats, attentionWithLse } from "../tensor/ops/attention.ts";
 import { dpStats } from "../tensor/ops/dp_stats.ts";
-import { peakRssMb } from "./qwen.ts";
+import { peakRssMb } from "./peak_rss.ts";
 import { writeQwenShape } from "./qwen_shapes.ts";
 import { medianMs } from "./timing.ts";
 

@@ -1,5 +1,6 @@
 // `deno task bench [--json] [--only rows,matmul,attention]`: kernel figures on the default
-// backend. With --json, one JSON object is the last line of stdout.
+// backend. With --json, one JSON object is the last line of stdout. Opt-in suites (scale)
+// run only when --only names them.
 import { parseArgs } from "node:util";
 import { init } from "../tensor/backend.ts";
 import type { Device } from "../tensor/device.ts";
@@ -9,6 +10,7 @@ import { benchMatmul } from "./matmul.ts";
 import { benchDp } from "./dp.ts";
 import { benchQwen } from "./qwen.ts";
 import { benchRows } from "./rows.ts";
+import { benchScale } from "./scale.ts";
 import { benchTrainEmbed } from "./train_embed.ts";
 import { benchUbmoe } from "./ubmoe.ts";
 
@@ -20,7 +22,10 @@ const suites: Record<string, (device: Device) => Promise<Record<string, number>>
   dp: benchDp,
   embed: benchTrainEmbed,
   ubmoe: benchUbmoe,
+  scale: benchScale,
 };
+/** Suites too long for every run: only `--only` runs them. */
+const optIn = ["scale"];
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -34,11 +39,20 @@ if (values.help) {
   console.log(`deno task bench [--json] [--only ${Object.keys(suites).join(",")}]
 
 Kernel benchmarks on the default backend (TENSOR_BACKEND, TENSOR_STORAGE choose).
---json   print one JSON object as the last line of stdout`);
+--json   print one JSON object as the last line of stdout
+
+Without --only every suite runs except scale, which runs only as --only scale: DP by the
+real \`deno task dp\` on random-weight Qwen2.5 1.5B and 3B (BENCH_7B=1: 7B too; BENCH_14B=1:
+14B streamed under --max-memory 4GB) at 512 and 2048 tokens, each in its own process. It
+takes many minutes and writes each checkpoint once (1.5B 3.1 GB, 3B 6.2 GB, 7B 15.2 GB, 14B
+29.5 GB) under QWEN_SHAPES_DIR (default TMPDIR or /tmp). BENCH_SCALE_SIZES=0.5b,1.5b and
+BENCH_SCALE_LENGTHS=64,512 replace its sizes and lengths.`);
   Deno.exit(0);
 }
 
-const chosen = values.only ? values.only.split(",") : Object.keys(suites);
+const chosen = values.only
+  ? values.only.split(",")
+  : Object.keys(suites).filter((name) => !optIn.includes(name));
 for (const name of chosen) {
   if (!suites[name]) {
     console.error(

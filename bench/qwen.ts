@@ -6,27 +6,9 @@ import { generate } from "../qwen/generate.ts";
 import { tensor } from "../tensor/create.ts";
 import type { Device } from "../tensor/device.ts";
 import { Rng } from "../tensor/random.ts";
+import { peakRssMb } from "./peak_rss.ts";
 import { writeQwenShape } from "./qwen_shapes.ts";
 import { medianMs } from "./timing.ts";
-
-/**
- * Peak resident set size of this process in MB (Linux VmHWM), or NaN. Deno guards /proc/self
- * behind --allow-all, so it is read through `cat` (the bench task may run programs).
- */
-export function peakRssMb(): number {
-  try {
-    const out = new Deno.Command("cat", {
-      args: [`/proc/${Deno.pid}/status`],
-      stdout: "piped",
-      stderr: "null",
-    })
-      .outputSync();
-    const m = /VmHWM:\s+(\d+) kB/.exec(new TextDecoder().decode(out.stdout));
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-}
 
 export async function benchQwen(device: Device): Promise<Record<string, number>> {
   const model = await loadQwen(await writeQwenShape("0.5b"), device);

@@ -169,6 +169,8 @@ export interface ShapeOptions {
   sparse?: boolean;
   /** Largest file (default 4 GB, as the Qwen2.5 repositories). */
   maxShardBytes?: number;
+  /** config.json fields laid over the size's (tests shrink a model to a few MB with it). */
+  configOverride?: Record<string, unknown>;
   log?: (message: string) => void;
 }
 
@@ -202,7 +204,7 @@ export async function writeQwenShape(
   options: ShapeOptions = {},
 ): Promise<string> {
   const log = options.log ?? ((m: string) => console.error(m));
-  const json = qwen25Configs[size];
+  const json = { ...qwen25Configs[size], ...options.configOverride };
   const config = parseQwen2Config(json);
   const plan = shardPlan(config, options.maxShardBytes);
   const marker = `${dir}/.complete${options.sparse ? "-sparse" : ""}`;
@@ -211,7 +213,9 @@ export async function writeQwenShape(
   log(
     `qwen-shapes: writing a ${
       options.sparse ? "sparse " : ""
-    }random bf16 Qwen2.5-${size.toUpperCase()}-shaped checkpoint (${
+    }random bf16 Qwen2.5-${size.toUpperCase()}-shaped${
+      options.configOverride ? " (config overridden)" : ""
+    } checkpoint (${
       (plan.totalBytes / 2 ** 30).toFixed(2)
     } GiB in ${plan.files.length} files) to ${dir}…`,
   );
