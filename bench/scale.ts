@@ -77,27 +77,29 @@ export function tokenIdsRow(length: number, seed = 7): string {
   return JSON.stringify({ input_ids: Array.from({ length }, () => rng.int(151000)) }) + "\n";
 }
 
-/** The `timing` object of dp's `--json` output, or null when it has none (older dp). */
+/** The times dp states on stderr after its table. */
 export interface DpTiming {
   forward_s: number;
   read_s: number;
   streamed: boolean;
 }
 
-/** `report.timing` if it is a well-formed DpTiming, else null. */
-export function dpTiming(report: unknown): DpTiming | null {
-  const t = (report as { timing?: Record<string, unknown> } | null)?.timing;
-  if (t === null || typeof t !== "object") return null;
-  const ok = typeof t.forward_s === "number" && typeof t.read_s === "number" &&
-    typeof t.streamed === "boolean";
-  return ok ? t as unknown as DpTiming : null;
+/**
+ * dp's timing line (`dp: forward F s for N tokens (R tokens/s), reading weights W s`, with
+ * ` (streamed, …)` when the layers were streamed), or null when stderr has none.
+ */
+export function dpTiming(stderr: string): DpTiming | null {
+  const m =
+    /^dp: forward ([\d.]+) s for \d+ tokens \([\d.]+ tokens\/s\), reading weights ([\d.]+) s( \(streamed)?/m
+      .exec(stderr);
+  return m ? { forward_s: Number(m[1]), read_s: Number(m[2]), streamed: m[3] !== undefined } : null;
 }
 
 /**
- * Tokens per second of one `length`-token forward, from the best source there is: dp's last
- * progress line on stderr (`dp: 1/1 (100%)  R tokens/s`, timed over the sample loop: the
- * forward with its DP statistics, streamed reads included, no start-up or load); else the JSON
- * `timing.forward_s`; else the whole process's wall time (start-up and load included).
+ * Tokens per second of one `length`-token forward, from the best source there is: dp's
+ * timing line (the sample loop: the forward with its DP statistics, streamed reads included,
+ * no start-up or load); else its last progress line (`dp: 1/1 (100%)  R tokens/s`); else the
+ * whole process's wall time (start-up and load included).
  */
 export function forwardTokensPerS(
   length: number,
@@ -105,12 +107,12 @@ export function forwardTokensPerS(
   timing: DpTiming | null,
   wallS: number,
 ): { value: number; source: "progress" | "timing" | "process" } {
-  const lines = [...stderr.matchAll(/^dp: (\d+)\/(\d+) \(100%\)\s+([\d.]+) tokens\/s/gm)];
-  const last = lines.pop();
-  if (last && last[1] === last[2]) return { value: Number(last[3]), source: "progress" };
   if (timing && timing.forward_s > 0) {
     return { value: length / timing.forward_s, source: "timing" };
   }
+  const lines = [...stderr.matchAll(/^dp: (\d+)\/(\d+) \(100%\)\s+([\d.]+) tokens\/s/gm)];
+  const last = lines.pop();
+  if (last && last[1] === last[2]) return { value: Number(last[3]), source: "progress" };
   return { value: length / wallS, source: "process" };
 }
 
@@ -195,7 +197,14 @@ export async function benchScale(): Promise<Record<string, number>> {
         );
         const run = await runMeasured([
           Deno.execPath(),
-          ...["run", "--allow-read", "--allow-env", "--allow-write", "--allow-sys", dpScript],
+          ...[
+            "run",
+            "--allow-read",
+            "--allow-env",
+            "--allow-write",
+            "--allow-sys=systemMemoryInfo",
+            dpScript,
+          ],
           ...["--model", dir, "--data", data, "--json", out, "--max-tokens", String(l)],
           ...(maxMemory ? ["--max-memory", maxMemory] : []),
         ], useTime);
@@ -203,7 +212,7 @@ export async function benchScale(): Promise<Record<string, number>> {
           const tail = run.stderr.trimEnd().split("\n").slice(-5).join("\n");
           throw new Error(`bench scale: dp on ${size} at ${l} tokens exited ${run.code}:\n${tail}`);
         }
-        const timing = dpTiming(JSON.parse(await Deno.readTextFile(out)));
+        const timing = dpTiming(run.stderr);
         const speed = forwardTokensPerS(l, run.stderr, timing, run.wallS);
         console.error(
           `bench scale: ${size} at ${l} tokens: ${

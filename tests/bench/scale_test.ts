@@ -89,16 +89,20 @@ Deno.test("tokenIdsRow() is one input_ids row of exactly L ids below 151000, fix
   assertEquals(tokenIdsRow(3).split("\n").length, 2, "one line and its newline");
 });
 
-Deno.test("dpTiming() reads dp's timing object and is null without a well-formed one", () => {
-  const timing = { forward_s: 12.5, read_s: 3.25, streamed: true };
-  assertDeepEqual(dpTiming({ dp_main: 1, timing }), timing);
-  assertEquals(dpTiming({ dp_main: 1 }), null);
-  assertEquals(dpTiming({ timing: null }), null);
-  assertEquals(dpTiming({ timing: { forward_s: "12", read_s: 1, streamed: false } }), null);
-  assertEquals(dpTiming(null), null);
+Deno.test("dpTiming() reads dp's timing line and is null without one", () => {
+  const line = (tail: string) =>
+    `dp: 1/1 (100%)  9.0 tokens/s  ETA 0s\ndp: forward 12.50 s for 512 tokens (41.0 tokens/s), reading weights 3.25 s${tail}\n`;
+  assertDeepEqual(dpTiming(line(" (streamed, included in the forward)")), {
+    forward_s: 12.5,
+    read_s: 3.25,
+    streamed: true,
+  });
+  assertDeepEqual(dpTiming(line("")), { forward_s: 12.5, read_s: 3.25, streamed: false });
+  assertEquals(dpTiming("dp: wrote x.json\n"), null);
+  assertEquals(dpTiming("dp: forward s for 512 tokens\n"), null);
 });
 
-Deno.test("forwardTokensPerS() takes dp's final progress line, else timing.forward_s, else wall time", () => {
+Deno.test("forwardTokensPerS() takes dp's timing line, else its final progress line, else wall time", () => {
   const stderr = [
     "dp: 28 layers × 12 heads, mask causal, backend webgpu",
     "dp: 0/2 (0%)  9.0 tokens/s  ETA ?",
@@ -107,13 +111,10 @@ Deno.test("forwardTokensPerS() takes dp's final progress line, else timing.forwa
     "4242",
   ].join("\n");
   const timing = { forward_s: 4, read_s: 1, streamed: false };
-  assertDeepEqual(forwardTokensPerS(512, stderr, timing, 100), {
+  assertDeepEqual(forwardTokensPerS(512, stderr, timing, 100), { value: 128, source: "timing" });
+  assertDeepEqual(forwardTokensPerS(512, stderr, null, 100), {
     value: 123.4,
     source: "progress",
-  });
-  assertDeepEqual(forwardTokensPerS(512, "dp: wrote x\n", timing, 100), {
-    value: 128,
-    source: "timing",
   });
   assertDeepEqual(forwardTokensPerS(512, "dp: 1/2 (50%)  9.0 tokens/s", null, 128), {
     value: 4,
