@@ -225,7 +225,7 @@ await runCommand("dp", async () => {
   } else {
     const loaded = await loadQwen(modelDir, device, "dp");
     // the paper measures DP of the bidirectionally trained model: the adapter merged in
-    model = flags.adapter ? await applyAdapter(loaded, flags.adapter) : loaded;
+    model = flags.adapter ? await applyAdapter(loaded, flags.adapter, { consume: true }) : loaded;
     if (flags.adapter) console.error(`dp: adapter ${flags.adapter} merged into the model`);
   }
   let readSeconds = (performance.now() - loadStart) / 1000;

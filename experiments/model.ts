@@ -104,33 +104,34 @@ export const adapterFlag = {
 /**
  * The model with a PEFT LoRA adapter merged into its weights (checked against the model's
  * shapes first); the merged weights are prepared for the device's matmul like loaded ones.
+ * With `consume`, each replaced base weight is freed as soon as its merge is done (the base
+ * model is then unusable), so merging costs one weight's extra memory, not the adapter's.
  * @example
  * const adapted = await applyAdapter(model, "runs/embed-ffn");
  */
-export async function applyAdapter(model: QwenModel, dir: string): Promise<QwenModel> {
+export async function applyAdapter(
+  model: QwenModel,
+  dir: string,
+  options: { consume?: boolean } = {},
+): Promise<QwenModel> {
   const device = model.params.model.embed_tokens.weight.device;
   try {
     const { params: lora, config } = await readAdapter(dir, device);
     checkAdapterAgainstModel(lora, config, model.config, dir);
-    // a model loaded for one use (e.g. DP) lacks weights it does not run: skip their deltas
-    for (const module of Object.keys(lora)) {
-      if (nodeAt(model.params, `${module}.weight`) === undefined) {
-        lora[module]!.A.dispose();
-        lora[module]!.B.dispose();
-        delete lora[module];
+    let params = model.params;
+    for (const [module, ab] of Object.entries(lora)) {
+      const base = nodeAt(params, module) as { weight: Tensor } | undefined;
+      // a model loaded for one use (e.g. DP) lacks weights it does not run: skip their deltas
+      if (base?.weight) {
+        params = scope(() => mergeLora(params, { [module]: ab }, config));
+        const merged = (nodeAt(params, module) as { weight: Tensor }).weight;
+        if (!module.endsWith("embed_tokens")) device.prepareLinearWeight?.(merged);
+        if (options.consume) base.weight.dispose();
       }
+      ab.A.dispose();
+      ab.B.dispose();
     }
-    const merged = scope(() => mergeLora(model.params, lora, config));
-    for (const module of Object.keys(lora)) {
-      if (!module.endsWith("embed_tokens")) {
-        device.prepareLinearWeight?.((nodeAt(merged, module) as { weight: Tensor }).weight);
-      }
-    }
-    for (const { A, B } of Object.values(lora)) {
-      A.dispose();
-      B.dispose();
-    }
-    return { ...model, params: merged };
+    return { ...model, params };
   } catch (e) {
     if (e instanceof AdapterError) throw new UserError(e.message);
     throw e;

@@ -4,7 +4,13 @@ import { type Row, rowIds } from "./data.ts";
 import { openTokenizer } from "./model.ts";
 import type { TokenizeReply } from "./tokenize_rows.ts";
 
-self.onmessage = async (e: MessageEvent<{ dir: string; rows: Row[]; path: string }>) => {
+/** This worker's side of the channel (typed here: the worker lib is not in the checked program). */
+const port = self as unknown as {
+  onmessage: (e: MessageEvent<{ dir: string; rows: Row[]; path: string }>) => void;
+  postMessage(reply: TokenizeReply): void;
+};
+
+port.onmessage = async (e) => {
   const { dir, rows, path } = e.data;
   let reply: TokenizeReply;
   try {
@@ -14,5 +20,5 @@ self.onmessage = async (e: MessageEvent<{ dir: string; rows: Row[]; path: string
     const message = err instanceof Error ? err.message.split("\n")[0]! : String(err);
     reply = { error: message, exitCode: err instanceof UserError ? err.exitCode : 1 };
   }
-  self.postMessage(reply);
+  port.postMessage(reply);
 };

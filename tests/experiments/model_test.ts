@@ -4,6 +4,10 @@
 import { assert, assertDeepEqual, assertEquals } from "../assert.ts";
 import { runScript } from "../commands.ts";
 import { addSnapshot, repoDir, setRef } from "../fake_hub.ts";
+import { goldenDir, haveGolden } from "../golden.ts";
+import { applyAdapter } from "../../experiments/model.ts";
+import { loadQwen, type QwenModel } from "../../qwen/checkpoint.ts";
+import { referenceDevice } from "../../tensor/reference.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 const brown = `${root}models/brown-qwen2`;
@@ -109,4 +113,25 @@ Deno.test("every model command fails with one line naming an uncached id and the
   }
   assertDeepEqual([...Deno.readDirSync(tmp)], [], "nothing was written");
   await Deno.remove(tmp, { recursive: true });
+});
+
+Deno.test({
+  name:
+    "applyAdapter() with consume merges the same values and frees each replaced base weight (dp --adapter)",
+  ignore: !haveGolden,
+  fn: async () => {
+    const adapter = new URL("../fixtures/peft-adapter", import.meta.url).pathname;
+    const keepBase = await loadQwen(`${goldenDir}tiny-f32`, referenceDevice, "dp");
+    const consumed = await loadQwen(`${goldenDir}tiny-f32`, referenceDevice, "dp");
+    const q = (m: QwenModel) => m.params.model.layers[0]!.self_attn.q_proj.weight;
+    const baseQ = q(consumed), baseK = consumed.params.model.layers[0]!.self_attn.k_proj.weight;
+    const a = await applyAdapter(keepBase, adapter);
+    const b = await applyAdapter(consumed, adapter, { consume: true });
+    for (const pick of [q, (m: QwenModel) => m.params.model.embed_tokens.weight]) {
+      assertDeepEqual(Array.from(await pick(b).data()), Array.from(await pick(a).data()));
+    }
+    assert(!baseQ.alive, "the merged-away q_proj base weight is freed");
+    assert(baseK.alive, "k_proj is not in the adapter: untouched");
+    assert(q(keepBase).alive, "without consume the base stays usable");
+  },
 });
