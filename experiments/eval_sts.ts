@@ -209,7 +209,7 @@ if (import.meta.main) {
     for (const path of flags.data) sets.set(path, (await readStsRows(path)).slice(0, maxRows));
     const modelRef = await resolveModel("eval-sts", flags.model);
     const device = await openDevice(flags.backend);
-    const { model: base, tokenizer } = await openModel(modelRef.dir, device);
+    const { model: base, tokenizer } = await openModel(modelRef.dir, device, "hidden");
     if (!tokenizer) {
       throw new UserError(`${modelRef.dir}: no tokenizer.json (needed for sentences)`);
     }

@@ -74,6 +74,7 @@ export function sentenceEmbeddings(
     mask,
     attentionMask,
     logits: false,
+    keepCache: false,
   });
   return meanPool(lastHiddenState, attentionMask);
 }
