@@ -27,6 +27,7 @@ import {
   modelFlags,
   openDevice,
   openTokenizer,
+  readCheckedAdapter,
   resolveModel,
 } from "./model.ts";
 import { fmtBytes, maxMemoryFlag, memoryBudget, planMemory } from "./memory_budget.ts";
@@ -202,13 +203,6 @@ await runCommand("dp", async () => {
   const loadStart = performance.now();
   let model: QwenModel | null = null, stream: LayerStream | null = null;
   if (plan.stream) {
-    if (flags.adapter) {
-      throw new UserError(
-        `--adapter needs the model in memory: ${
-          fmtBytes(needs.weightBytes)
-        } of weights exceed the memory budget ${fmtBytes(budget.bytes)}; raise --max-memory`,
-      );
-    }
     if (flags.heatmap) {
       throw new UserError(
         `--heatmap needs the model in memory: ${
@@ -221,7 +215,15 @@ await runCommand("dp", async () => {
         fmtBytes(budget.bytes)
       } (${budget.source}): streaming layers over ${plan.chunks.length} chunk(s) of samples`,
     );
-    stream = await LayerStream.open(modelDir, device);
+    const adapter = flags.adapter
+      ? await readCheckedAdapter(flags.adapter, config, device)
+      : undefined;
+    stream = await LayerStream.open(modelDir, device, adapter).catch((e) => {
+      throw adapter ? new UserError(`${flags.adapter}: ${(e as Error).message}`) : e;
+    });
+    if (flags.adapter) {
+      console.error(`dp: adapter ${flags.adapter} merged into each layer as it is read`);
+    }
   } else {
     const loaded = await loadQwen(modelDir, device, "dp");
     // the paper measures DP of the bidirectionally trained model: the adapter merged in

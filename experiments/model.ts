@@ -5,7 +5,8 @@ import { loadQwen, type ModelUse, type QwenModel } from "../qwen/checkpoint.ts";
 import { QwenTokenizer } from "../qwen/tokenizer.ts";
 import { AdapterError, checkAdapterAgainstModel, readAdapter } from "../qwen/peft.ts";
 import { HfCacheError, locateModel } from "../qwen/hf_cache.ts";
-import { mergeLora } from "../nn/lora.ts";
+import { type LoraConfig, type LoraParams, mergeLora } from "../nn/lora.ts";
+import type { Qwen2Config } from "../qwen/config.ts";
 import { nodeAt } from "../nn/params.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { scope } from "../tensor/scope.ts";
@@ -101,6 +102,22 @@ export const adapterFlag = {
     "a PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors), merged in",
 } as const;
 
+/** A PEFT LoRA adapter directory, read onto `device` and checked against the model's shapes. */
+export async function readCheckedAdapter(
+  dir: string,
+  modelConfig: Qwen2Config,
+  device: Device,
+): Promise<{ params: LoraParams; config: LoraConfig }> {
+  try {
+    const adapter = await readAdapter(dir, device);
+    checkAdapterAgainstModel(adapter.params, adapter.config, modelConfig, dir);
+    return adapter;
+  } catch (e) {
+    if (e instanceof AdapterError) throw new UserError(e.message);
+    throw e;
+  }
+}
+
 /**
  * The model with a PEFT LoRA adapter merged into its weights (checked against the model's
  * shapes first); the merged weights are prepared for the device's matmul like loaded ones.
@@ -116,8 +133,7 @@ export async function applyAdapter(
 ): Promise<QwenModel> {
   const device = model.params.model.embed_tokens.weight.device;
   try {
-    const { params: lora, config } = await readAdapter(dir, device);
-    checkAdapterAgainstModel(lora, config, model.config, dir);
+    const { params: lora, config } = await readCheckedAdapter(dir, model.config, device);
     let params = model.params;
     for (const [module, ab] of Object.entries(lora)) {
       const base = nodeAt(params, module) as { weight: Tensor } | undefined;

@@ -6,7 +6,9 @@
 import { dpFromRowSums, dpRowSums, type SampleDp } from "../nn/dp.ts";
 import { embedding } from "../nn/linear.ts";
 import type { MaskVariant } from "../nn/masks.ts";
-import { treeFromNames } from "../nn/params.ts";
+import { isEmbeddingModule, type LoraConfig, type LoraParams, mergeLora } from "../nn/lora.ts";
+import { nodeAt, treeFromNames } from "../nn/params.ts";
+import { scope } from "../tensor/scope.ts";
 import { ropeTables } from "../nn/rope.ts";
 import { tensor } from "../tensor/create.ts";
 import type { Device } from "../tensor/device.ts";
@@ -75,10 +77,15 @@ export class LayerStream {
     readonly config: Qwen2Config,
     readonly checkpoint: Checkpoint,
     readonly device: Device,
+    private readonly adapter: Adapter | undefined,
   ) {}
 
-  /** Open `dir` (headers checked against config.json; no weight read). */
-  static async open(dir: string, device: Device): Promise<LayerStream> {
+  /**
+   * Open `dir` (headers checked against config.json; no weight read). An `adapter` (LoRA on
+   * layer weights, checked against the model by the caller) is merged into each layer as it
+   * is read, module by module as `applyAdapter` merges it into a model in memory.
+   */
+  static async open(dir: string, device: Device, adapter?: Adapter): Promise<LayerStream> {
     const { config, checkpoint } = await openQwenCheckpoint(dir);
     const embed = checkpoint.info("model.embed_tokens.weight")!.info;
     if (!["F32", "BF16", "F16"].includes(embed.dtype)) {
@@ -88,7 +95,14 @@ export class LayerStream {
         `layer streaming reads embedding rows as stored: 'model.embed_tokens.weight' must be F32, BF16 or F16, not ${embed.dtype}`,
       );
     }
-    return new LayerStream(dir, config, checkpoint, device);
+    const embeddingLora = Object.keys(adapter?.params ?? {}).find(isEmbeddingModule);
+    if (embeddingLora) {
+      checkpoint.close();
+      throw new Error(
+        `layer streaming merges adapters into layers only; '${embeddingLora}' is a LoRA on the embedding: raise --max-memory to run it in memory`,
+      );
+    }
+    return new LayerStream(dir, config, checkpoint, device, adapter);
   }
 
   /** Layer `i`'s weights for DP, on the device and laid out for its matmul. */
@@ -100,16 +114,25 @@ export class LayerStream {
     try {
       for (const name of expectedShapes(this.config).keys()) {
         if (!name.startsWith(prefix) || !needed(name)) continue;
-        const t = await this.checkpoint.load(name, this.device);
-        if (name.endsWith("_proj.weight")) this.device.prepareLinearWeight?.(t);
-        loaded.set(name.slice(prefix.length), t);
+        loaded.set(name, await this.checkpoint.load(name, this.device));
       }
     } catch (e) {
       for (const t of loaded.values()) t.dispose();
       throw e;
     }
+    let tree = treeFromNames(loaded);
+    for (const [module, ab] of Object.entries(this.adapter?.params ?? {})) {
+      const base = nodeAt(tree, module) as { weight?: Tensor } | undefined;
+      if (!module.startsWith(prefix) || !base?.weight) continue;
+      tree = scope(() => mergeLora(tree, { [module]: ab }, this.adapter!.config));
+      base.weight.dispose();
+    }
+    const layer = (tree as { model: { layers: LayerParams[] } }).model.layers[i]!;
+    for (const [name, t] of flatten(layer)) {
+      if (name.endsWith("_proj.weight")) this.device.prepareLinearWeight?.(t);
+    }
     this.readSeconds += (performance.now() - start) / 1000;
-    return treeFromNames(loaded) as unknown as LayerParams;
+    return layer;
   }
 
   /** The embeddings [1, L, H] of `ids`, reading only their rows of the table. */
@@ -148,6 +171,19 @@ export class LayerStream {
   close(): void {
     this.checkpoint.close();
   }
+}
+
+/** A LoRA adapter to merge into the streamed layers. */
+export interface Adapter {
+  params: LoraParams;
+  config: LoraConfig;
+}
+
+/** The tensors of a tree with their dotted paths. */
+function flatten(tree: unknown, path = ""): [string, Tensor][] {
+  if (tree === null || typeof tree !== "object") return [];
+  if ("dispose" in tree) return [[path, tree as Tensor]];
+  return Object.entries(tree).flatMap(([k, v]) => flatten(v, path ? `${path}.${k}` : k));
 }
 
 /** Options of `streamDp`. */

@@ -3,6 +3,8 @@
 import { assert, assertEquals } from "../assert.ts";
 import { runScript } from "../commands.ts";
 import { goldenDir, haveGolden } from "../golden.ts";
+import { type TensorToWrite, writeSafetensors } from "../../tensor/safetensors.ts";
+import { Rng } from "../../tensor/random.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 const dp = (args: string[]) => runScript("dp.ts", args);
@@ -60,7 +62,7 @@ Deno.test("dp --max-memory --resume after kill -9 in the middle of a streamed la
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("dp refuses a budget below the smallest that works, a bad size, and --adapter when streaming", async () => {
+Deno.test("dp refuses a budget below the smallest that works and a bad size", async () => {
   const small = await dp(["--max-memory", "1MB"]);
   assertEquals(small.code, 1);
   assert(
@@ -71,14 +73,6 @@ Deno.test("dp refuses a budget below the smallest that works, a bad size, and --
   const bad = await dp(["--max-memory", "lots"]);
   assertEquals(bad.code, 2);
   assert(bad.stderr.includes("--max-memory must be a size like 4GB"), bad.stderr);
-  const adapter = await dp([
-    "--max-memory",
-    tight,
-    "--adapter",
-    `${root}tests/fixtures/peft-adapter`,
-  ]);
-  assertEquals(adapter.code, 1);
-  assert(adapter.stderr.includes("--adapter needs the model in memory"), adapter.stderr);
 });
 
 Deno.test({
@@ -110,4 +104,69 @@ Deno.test({
     }
     await Deno.remove(dir, { recursive: true });
   },
+});
+
+/** A random LoRA adapter (rsLoRA, r 2) on q_proj and v_proj of every layer of the bundled model. */
+async function randomAdapter(dir: string, embedding = false): Promise<string> {
+  const config = {
+    peft_type: "LORA",
+    r: 2,
+    lora_alpha: 4,
+    lora_dropout: 0,
+    use_rslora: true,
+    target_modules: ["q_proj", "v_proj", ...(embedding ? ["embed_tokens"] : [])],
+    bias: "none",
+  };
+  await Deno.mkdir(`${dir}/adapter`);
+  await Deno.writeTextFile(`${dir}/adapter/adapter_config.json`, JSON.stringify(config));
+  const rng = new Rng(11);
+  const random = (shape: number[]): TensorToWrite => ({
+    dtype: "F32",
+    shape,
+    data: Float32Array.from({ length: shape[0]! * shape[1]! }, () => rng.normal() * 0.2),
+  });
+  const tensors: Record<string, TensorToWrite> = {};
+  for (let l = 0; l < 4; l++) {
+    for (const [m, out] of [["q_proj", 96], ["v_proj", 48]] as const) {
+      const p = `base_model.model.model.layers.${l}.self_attn.${m}`;
+      tensors[`${p}.lora_A.weight`] = random([2, 96]);
+      tensors[`${p}.lora_B.weight`] = random([out, 2]);
+    }
+  }
+  if (embedding) {
+    tensors["base_model.model.model.embed_tokens.lora_embedding_A"] = random([2, 37824]);
+    tensors["base_model.model.model.embed_tokens.lora_embedding_B"] = random([96, 2]);
+  }
+  await writeSafetensors(`${dir}/adapter/adapter_model.safetensors`, tensors);
+  return `${dir}/adapter`;
+}
+
+Deno.test("dp --adapter merges into each streamed layer and writes the in-memory JSON byte for byte", async () => {
+  const dir = await Deno.makeTempDir();
+  const adapter = await randomAdapter(dir);
+  const run = (extra: string[], out: string) =>
+    dp(["--max-samples", "8", "--per-layer", "--json", `${dir}/${out}`, ...extra]);
+  const memory = await run(["--adapter", adapter], "memory.json");
+  assertEquals(memory.code, 0, memory.stderr);
+  const streamed = await run(["--adapter", adapter, "--max-memory", tight], "streamed.json");
+  assertEquals(streamed.code, 0, streamed.stderr);
+  assert(streamed.stderr.includes("merged into each layer as it is read"), streamed.stderr);
+  assertEquals(await json(`${dir}/streamed.json`), await json(`${dir}/memory.json`));
+  // the adapter changes the numbers: the merge is not skipped
+  const plain = await run(["--max-memory", tight], "plain.json");
+  assertEquals(plain.code, 0, plain.stderr);
+  const dpA = async (f: string) => JSON.parse(await json(`${dir}/${f}`)).dp_after;
+  assert(await dpA("plain.json") !== await dpA("streamed.json"));
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("dp --adapter with an embedding LoRA asks for the model in memory when it streams", async () => {
+  const dir = await Deno.makeTempDir();
+  const adapter = await randomAdapter(dir, true);
+  const memory = await dp(["--max-samples", "2", "--adapter", adapter]);
+  assertEquals(memory.code, 0, memory.stderr);
+  const emb = await dp(["--max-samples", "2", "--adapter", adapter, "--max-memory", tight]);
+  assertEquals(emb.code, 1, emb.stderr);
+  assert(emb.stderr.includes("is a LoRA on the embedding: raise --max-memory"), emb.stderr);
+  await Deno.remove(dir, { recursive: true });
 });
