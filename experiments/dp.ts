@@ -4,7 +4,7 @@ import { dpFromStats, type DpValues, type SampleDp } from "../nn/dp.ts";
 import { parseMaskVariant } from "../nn/masks.ts";
 import { loadQwen, openQwenCheckpoint, type QwenModel } from "../qwen/checkpoint.ts";
 import { decoderAsync } from "../qwen/decoder.ts";
-import { dpMemoryNeeds, LayerStream, streamDp } from "../qwen/stream.ts";
+import { LayerStream, memoryNeeds, streamDp } from "../qwen/stream.ts";
 import { tensor } from "../tensor/create.ts";
 import { add } from "../tensor/ops/elementwise.ts";
 import { scopeAsync } from "../tensor/scope.ts";
@@ -30,7 +30,7 @@ import {
   readCheckedAdapter,
   resolveModel,
 } from "./model.ts";
-import { fmtBytes, maxMemoryFlag, memoryBudget, planMemory } from "./memory_budget.ts";
+import { fmtBytes, maxMemoryFlag, memoryBudget, planMemory, streamFlag } from "./memory_budget.ts";
 import { Progress } from "./progress.ts";
 import { inShard, parseShard, shardFlag } from "./shard.ts";
 
@@ -90,6 +90,7 @@ over samples, in percent.`,
       help: "which sample --heatmap draws (0 = first)",
     },
     "max-memory": maxMemoryFlag,
+    stream: streamFlag,
     "per-layer": { type: "boolean", help: "also report DP per layer and per head" },
     resume: { type: "boolean", help: "continue from OUT.samples.jsonl after an interruption" },
     strict: { type: "boolean", help: "stop at the first malformed row instead of skipping it" },
@@ -153,7 +154,7 @@ await runCommand("dp", async () => {
   const device = await openDevice(flags.backend);
   // headers first: the memory plan needs the shapes and the samples, not the weights
   const { config, checkpoint } = await openQwenCheckpoint(modelDir);
-  const needs = dpMemoryNeeds(config, checkpoint);
+  const needs = memoryNeeds(config, checkpoint, "dp");
   checkpoint.close();
   console.error(
     `dp: ${config.numHiddenLayers} layers × ${config.numAttentionHeads} heads, mask ${variant.name}, backend ${device.name}`,
@@ -199,7 +200,7 @@ await runCommand("dp", async () => {
   if (truncated) console.error(`dp: ${truncated} samples truncated to ${limit} tokens`);
   if (empty) console.error(`dp: ${empty} empty samples skipped`);
 
-  const plan = planMemory(needs, samples.map((s) => s.ids.length), budget.bytes);
+  const plan = planMemory(needs, samples.map((s) => s.ids.length), budget.bytes, flags.stream);
   const loadStart = performance.now();
   let model: QwenModel | null = null, stream: LayerStream | null = null;
   if (plan.stream) {
@@ -211,14 +212,18 @@ await runCommand("dp", async () => {
       );
     }
     console.error(
-      `dp: weights ${fmtBytes(needs.weightBytes)} exceed the memory budget ${
-        fmtBytes(budget.bytes)
-      } (${budget.source}): streaming layers over ${plan.chunks.length} chunk(s) of samples`,
+      `dp: ${
+        flags.stream
+          ? "--stream"
+          : `weights ${fmtBytes(needs.weightBytes)} exceed the memory budget ${
+            fmtBytes(budget.bytes)
+          } (${budget.source})`
+      }: streaming layers over ${plan.chunks.length} chunk(s) of samples`,
     );
     const adapter = flags.adapter
       ? await readCheckedAdapter(flags.adapter, config, device)
       : undefined;
-    stream = await LayerStream.open(modelDir, device, adapter).catch((e) => {
+    stream = await LayerStream.open(modelDir, device, { adapter }).catch((e) => {
       throw adapter ? new UserError(`${flags.adapter}: ${(e as Error).message}`) : e;
     });
     if (flags.adapter) {
@@ -316,7 +321,7 @@ await runCommand("dp", async () => {
       }
     } else {
       // layer-major: each chunk of samples goes through every layer read once
-      const chunks = planMemory(needs, todo.map((s) => s.ids.length), budget.bytes);
+      const chunks = planMemory(needs, todo.map((s) => s.ids.length), budget.bytes, flags.stream);
       const groups = chunks.stream ? chunks.chunks : [todo.map((_, i) => i)];
       for (const [c, group] of groups.entries()) {
         if (interrupted) break;

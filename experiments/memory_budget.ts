@@ -44,6 +44,12 @@ export function fmtBytes(n: number): string {
   return n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(1)} kB`;
 }
 
+/** The `--stream` flag of the forward-only commands. */
+export const streamFlag = {
+  type: "boolean",
+  help: "stream the layers even when the model fits the memory budget (same numbers)",
+} as const;
+
 /** What the process keeps for itself outside the budget (the runtime, the tokenizer). */
 const reserveBytes = 0.5e9;
 
@@ -64,7 +70,8 @@ export type MemoryPlan =
   | { stream: true; chunks: number[][] };
 
 /**
- * In memory when the weights and one sample's activations fit the budget; otherwise
+ * In memory when the weights and one sample's activations fit the budget (and streaming is
+ * not asked for with `alwaysStream`); otherwise
  * consecutive samples grouped into chunks that fit beside two layers' weights (the one
  * running and the next being read). Sample `i` has `lengths[i]` tokens.
  */
@@ -72,19 +79,26 @@ export function planMemory(
   needs: MemoryNeeds,
   lengths: readonly number[],
   budget: number,
+  alwaysStream = false,
 ): MemoryPlan {
   const longest = Math.max(1, ...lengths);
-  if (needs.weightBytes + needs.workingSet(longest) <= budget) return { stream: false };
-  const fixed = 2 * needs.layerBytes;
+  const head = needs.headWorkingSet(longest);
+  if (!alwaysStream && needs.weightBytes + Math.max(needs.workingSet(longest), head) <= budget) {
+    return { stream: false };
+  }
+  // two layers while they run (the one running, the next being read), or the LM head at the end
+  const fixed = Math.max(2 * needs.layerBytes, needs.headBytes + head);
   const smallest = fixed + needs.workingSet(longest) + needs.kept(longest) +
     longest * needs.embeddingRowBytes;
   if (smallest > budget) {
     throw new UserError(
       `--max-memory ${
         fmtBytes(budget)
-      } is below the smallest budget that works for this model and data: ${
-        fmtBytes(smallest)
-      } (two layers of ${fmtBytes(needs.layerBytes)} and one ${longest}-token sample)`,
+      } is below the smallest budget that works for this model and data: ${fmtBytes(smallest)} (${
+        needs.headBytes + head > 2 * needs.layerBytes
+          ? `the LM head of ${fmtBytes(needs.headBytes)} and its logits`
+          : `two layers of ${fmtBytes(needs.layerBytes)}`
+      } and one ${longest}-token sample)`,
     );
   }
   const chunks: number[][] = [];

@@ -1,12 +1,16 @@
 // `deno task score`: per-token log-probabilities, mean NLL per row, overall perplexity.
-import { decoderAsync } from "../qwen/decoder.ts";
+import { causal } from "../nn/masks.ts";
+import { loadQwen, openQwenCheckpoint } from "../qwen/checkpoint.ts";
+import { decoderAsync, lmHeadWeight } from "../qwen/decoder.ts";
+import { nextTokenLosses } from "../qwen/score.ts";
+import { LayerStream, memoryNeeds, streamLogProbs } from "../qwen/stream.ts";
 import { tensor } from "../tensor/create.ts";
-import { crossEntropy } from "../tensor/ops/cross_entropy.ts";
-import { reshape, slice } from "../tensor/ops/layout.ts";
 import { scopeAsync } from "../tensor/scope.ts";
 import { intFlag, parseFlags, runCommand, UserError, writeAtomic } from "./cli.ts";
-import { readRows, rowIds } from "./data.ts";
-import { checkIds, modelFlags, openDevice, openModel, resolveModel } from "./model.ts";
+import { readRows } from "./data.ts";
+import { fmtBytes, maxMemoryFlag, memoryBudget, planMemory, streamFlag } from "./memory_budget.ts";
+import { checkIds, modelFlags, openDevice, resolveModel } from "./model.ts";
+import { tokenizeRows } from "./tokenize_rows.ts";
 import {
   rowNll,
   type ScoredRow,
@@ -40,6 +44,8 @@ const spec = {
     },
     strict: { type: "boolean", help: "stop at the first malformed row instead of skipping it" },
     shard: shardFlag,
+    "max-memory": maxMemoryFlag,
+    stream: streamFlag,
   },
   epilog: `Output JSON: logprobs[t] = log p(token t+1 | tokens ≤ t); nll_mean = −mean(logprobs);
 perplexity = exp(Σ NLL / Σ scored tokens) over all rows, summed in row order. With --shard I/N
@@ -53,8 +59,12 @@ await runCommand("score", async () => {
   if (!flags.model) throw new UserError("--model DIR is required (see --help)", 2);
   if (!flags.data) throw new UserError("--data FILE is required (see --help)", 2);
   const { dir, repoId } = await resolveModel("score", flags.model);
+  const budget = memoryBudget(flags["max-memory"]);
   const device = await openDevice(flags.backend);
-  const { model, tokenizer } = await openModel(dir, device);
+  // headers first: the memory plan needs the shapes and the rows, not the weights
+  const { config, checkpoint } = await openQwenCheckpoint(dir);
+  const needs = memoryNeeds(config, checkpoint, "all");
+  checkpoint.close();
   const { rows, problems } = await readRows(flags.data);
   for (const p of problems) {
     if (flags.strict) throw new UserError(`${flags.data}: line ${p.line}: ${p.message}`);
@@ -63,39 +73,77 @@ await runCommand("score", async () => {
   if (rows.length === 0) throw new UserError(`${flags.data}: no usable rows`);
   const limit = Math.min(
     intFlag("max-tokens", flags["max-tokens"]) || Infinity,
-    model.config.maxPositionEmbeddings,
+    config.maxPositionEmbeddings,
   );
   const picked = shardItems(rows, shard);
-  const samples: ScoredRow[] = [];
+  const rowTokens = await tokenizeRows(dir, picked.map((p) => p.item), flags.data);
   let truncated = 0;
-  for (const { item: row } of picked) {
-    let ids = rowIds(row, tokenizer, flags.data);
-    checkIds(ids, model.config.vocabSize, `${flags.data}: line ${row.line}`);
+  const inputs = picked.map(({ item: row }, k) => {
+    let ids = rowTokens[k]!;
+    checkIds(ids, config.vocabSize, `${flags.data}: line ${row.line}`);
     if (ids.length > limit) {
       ids = ids.slice(0, limit);
       truncated++;
     }
-    if (ids.length < 2) {
-      samples.push({ n_tokens: ids.length, nll_mean: NaN, logprobs: [] });
-      continue;
+    return { line: row.line, ids };
+  });
+  const scored = inputs.filter((r) => r.ids.length >= 2);
+  const plan = planMemory(needs, scored.map((r) => r.ids.length), budget.bytes, flags.stream);
+  const logprobs = new Map<number, number[]>();
+  if (plan.stream) {
+    console.error(
+      `score: ${
+        flags.stream
+          ? "--stream"
+          : `weights ${fmtBytes(needs.weightBytes)} exceed the memory budget ${
+            fmtBytes(budget.bytes)
+          } (${budget.source})`
+      }: streaming layers over ${plan.chunks.length} chunk(s) of rows`,
+    );
+    const stream = await LayerStream.open(dir, device, { use: "all" });
+    try {
+      for (const [c, group] of plan.chunks.entries()) {
+        const chunk = group.map((i) => scored[i]!);
+        const out = await streamLogProbs(stream, chunk.map((r) => r.ids), {
+          mask: causal,
+          onLayer: (layer) =>
+            console.error(
+              `score: chunk ${c + 1}/${plan.chunks.length}, layer ${
+                layer + 1
+              }/${config.numHiddenLayers}`,
+            ),
+        });
+        chunk.forEach((r, k) => logprobs.set(inputs.indexOf(r), out![k]!));
+      }
+    } finally {
+      stream.close();
     }
-    const losses = await scopeAsync(async () => {
-      const x = tensor(Int32Array.from(ids), [1, ids.length], { device });
-      const { logits } = await decoderAsync(model.params, x, model.config);
-      const v = model.config.vocabSize, n = ids.length - 1;
-      const flat = reshape(slice(logits!, [0, 0, 0], [1, n, v]), [n, v]);
-      const targets = tensor(Int32Array.from(ids.slice(1)), [n], { device });
-      return Array.from(await crossEntropy(flat, targets).data());
-    });
-    const logprobs = losses.map((l) => -l);
-    const nllMean = rowNll(logprobs) / logprobs.length;
-    samples.push({ n_tokens: ids.length, nll_mean: nllMean, logprobs });
+  } else {
+    const model = await loadQwen(dir, device, "all");
+    for (const r of scored) {
+      const losses = await scopeAsync(async () => {
+        const x = tensor(Int32Array.from(r.ids), [1, r.ids.length], { device });
+        const out = await decoderAsync(model.params, x, model.config, {
+          keepCache: false,
+          logits: false,
+        });
+        const head = lmHeadWeight(model.params, model.config);
+        return Array.from(await nextTokenLosses(out.lastHiddenState, head, r.ids).data());
+      });
+      logprobs.set(inputs.indexOf(r), losses.map((l) => -l));
+    }
+  }
+  const samples: ScoredRow[] = inputs.map((r, k) => {
+    const lp = logprobs.get(k);
+    if (!lp) return { n_tokens: r.ids.length, nll_mean: NaN, logprobs: [] };
+    const nllMean = rowNll(lp) / lp.length;
     console.log(
-      `line ${String(row.line).padStart(5)}  tokens ${String(ids.length).padStart(6)}  nll ${
+      `line ${String(r.line).padStart(5)}  tokens ${String(r.ids.length).padStart(6)}  nll ${
         nllMean.toFixed(4)
       }`,
     );
-  }
+    return { n_tokens: r.ids.length, nll_mean: nllMean, logprobs: lp };
+  });
   console.log(scoreTotals(samples));
   if (truncated) console.error(`score: ${truncated} rows truncated to ${limit} tokens`);
   if (flags.json) {

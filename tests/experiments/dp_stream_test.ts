@@ -170,3 +170,37 @@ Deno.test("dp --adapter with an embedding LoRA asks for the model in memory when
   assert(emb.stderr.includes("is a LoRA on the embedding: raise --max-memory"), emb.stderr);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("score --stream (layers, then the final norm and LM head) writes the in-memory JSON byte for byte", async () => {
+  const dir = await Deno.makeTempDir();
+  const rows = [
+    { text: "The river ran past the old mill." },
+    { input_ids: [5] },
+    { input_ids: Array.from({ length: 600 }, (_, i) => 3 + ((i * 53) % 37000)) },
+    { text: "She said nothing at all, and the morning light came over the water." },
+  ];
+  await Deno.writeTextFile(`${dir}/rows.jsonl`, rows.map((r) => JSON.stringify(r)).join("\n"));
+  const score = (extra: string[], out: string) =>
+    runScript("score.ts", [
+      "--model",
+      `${root}models/brown-qwen2`,
+      "--data",
+      `${dir}/rows.jsonl`,
+      "--json",
+      `${dir}/${out}`,
+      ...extra,
+    ]);
+  const memory = await score([], "memory.json");
+  assertEquals(memory.code, 0, memory.stderr);
+  const streamed = await score(["--stream"], "streamed.json");
+  assertEquals(streamed.code, 0, streamed.stderr);
+  assert(
+    streamed.stderr.includes("--stream: streaming layers over 1 chunk(s) of rows"),
+    streamed.stderr,
+  );
+  assertEquals(await json(`${dir}/streamed.json`), await json(`${dir}/memory.json`));
+  assertEquals(streamed.stdout, memory.stdout);
+  const out = JSON.parse(await json(`${dir}/memory.json`));
+  assertEquals(out.samples[2].logprobs.length, 599);
+  await Deno.remove(dir, { recursive: true });
+});

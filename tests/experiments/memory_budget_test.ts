@@ -31,8 +31,10 @@ Deno.test("parseSize() reads decimal and binary units and refuses anything else"
 const needs = (layers: number): MemoryNeeds => ({
   weightBytes: layers * 100,
   layerBytes: 100,
+  headBytes: 0,
   embeddingRowBytes: 0,
   workingSet: (l) => 10 * l,
+  headWorkingSet: () => 0,
   kept: (l) => l,
 });
 
