@@ -30,7 +30,14 @@ import {
   readCheckedAdapter,
   resolveModel,
 } from "./model.ts";
-import { fmtBytes, maxMemoryFlag, memoryBudget, planMemory, streamFlag } from "./memory_budget.ts";
+import {
+  fmtBytes,
+  maxMemoryFlag,
+  memoryBudget,
+  planMemory,
+  streamFlag,
+  streamingNotice,
+} from "./memory_budget.ts";
 import { Progress } from "./progress.ts";
 import { inShard, parseShard, shardFlag } from "./shard.ts";
 
@@ -212,13 +219,7 @@ await runCommand("dp", async () => {
       );
     }
     console.error(
-      `dp: ${
-        flags.stream
-          ? "--stream"
-          : `weights ${fmtBytes(needs.weightBytes)} exceed the memory budget ${
-            fmtBytes(budget.bytes)
-          } (${budget.source})`
-      }: streaming layers over ${plan.chunks.length} chunk(s) of samples`,
+      streamingNotice("dp", flags.stream, needs, budget, plan.chunks.length, "samples"),
     );
     const adapter = flags.adapter
       ? await readCheckedAdapter(flags.adapter, config, device)

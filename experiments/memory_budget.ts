@@ -119,3 +119,20 @@ export function planMemory(
   if (chunk.length) chunks.push(chunk);
   return { stream: true, chunks };
 }
+
+/** The line a command prints when it streams: why, and over how many chunks. */
+export function streamingNotice(
+  command: string,
+  asked: boolean | undefined,
+  needs: MemoryNeeds,
+  budget: { bytes: number; source: string },
+  chunks: number,
+  unit: string,
+): string {
+  const why = asked
+    ? "--stream"
+    : `weights ${fmtBytes(needs.weightBytes)} exceed the memory budget ${
+      fmtBytes(budget.bytes)
+    } (${budget.source})`;
+  return `${command}: ${why}: streaming layers over ${chunks} chunk(s) of ${unit}`;
+}

@@ -8,7 +8,13 @@ import { tensor } from "../tensor/create.ts";
 import { scopeAsync } from "../tensor/scope.ts";
 import { intFlag, parseFlags, runCommand, UserError, writeAtomic } from "./cli.ts";
 import { readRows } from "./data.ts";
-import { fmtBytes, maxMemoryFlag, memoryBudget, planMemory, streamFlag } from "./memory_budget.ts";
+import {
+  maxMemoryFlag,
+  memoryBudget,
+  planMemory,
+  streamFlag,
+  streamingNotice,
+} from "./memory_budget.ts";
 import { checkIds, modelFlags, openDevice, resolveModel } from "./model.ts";
 import { tokenizeRows } from "./tokenize_rows.ts";
 import {
@@ -92,13 +98,7 @@ await runCommand("score", async () => {
   const logprobs = new Map<number, number[]>();
   if (plan.stream) {
     console.error(
-      `score: ${
-        flags.stream
-          ? "--stream"
-          : `weights ${fmtBytes(needs.weightBytes)} exceed the memory budget ${
-            fmtBytes(budget.bytes)
-          } (${budget.source})`
-      }: streaming layers over ${plan.chunks.length} chunk(s) of rows`,
+      streamingNotice("score", flags.stream, needs, budget, plan.chunks.length, "rows"),
     );
     const stream = await LayerStream.open(dir, device, { use: "all" });
     try {

@@ -134,13 +134,23 @@ export async function decoderAsync(
   config: Qwen2Config,
   options: DecoderOptions = {},
 ): Promise<DecoderOutput> {
-  const steps = decoderSteps(params, inputIds, config, options);
+  return await routeOnHost(decoderSteps(params, inputIds, config, options), config);
+}
+
+/**
+ * Run a forward generator (`decoderSteps`, `decoderLayer`) to its end, choosing each
+ * mixture-of-experts layer's experts on the host (`topKExperts` of the read-back router
+ * probabilities).
+ */
+export async function routeOnHost<R>(
+  steps: Generator<RouterRequest, R, RoutingDecision>,
+  config: Qwen2Config,
+): Promise<R> {
   let r = steps.next();
   while (!r.done) {
     const { probs } = r.value;
     const [n, e] = probs.shape as [number, number];
-    const decision = topKExperts(await probs.data(), n, e, config.moe!.numExpertsPerTok);
-    r = steps.next(decision);
+    r = steps.next(topKExperts(await probs.data(), n, e, config.moe!.numExpertsPerTok));
   }
   return r.value;
 }

@@ -18,8 +18,7 @@ import type { Tensor } from "../tensor/tensor.ts";
 import { SafetensorsError } from "../tensor/safetensors.ts";
 import { type Checkpoint, type LayerParams, neededBy, openQwenCheckpoint } from "./checkpoint.ts";
 import { expectedShapes, type Qwen2Config } from "./config.ts";
-import { decoderLayer, layerContext, type LayerOutput } from "./decoder.ts";
-import { topKExperts } from "./moe.ts";
+import { decoderLayer, layerContext, routeOnHost } from "./decoder.ts";
 
 /** Bytes of one element of a safetensors dtype as loaded (16-bit floats stay 16-bit). */
 const fileBytes = (dtype: string) => (dtype === "BF16" || dtype === "F16" ? 2 : 4);
@@ -261,7 +260,7 @@ async function streamLayers(
     for (let i = 0; i < config.numHiddenLayers; i++) {
       for (const [j, ids] of samples.entries()) {
         const ctx = layerContext(i, options.mask, ropes[j]!, forward, config);
-        const out = await runLayer(layer!, hs[j]!, config, ctx);
+        const out = await routeOnHost(decoderLayer(layer!, hs[j]!, config, ctx), config);
         for (const t of [out.present.k, out.present.v, hs[j]!]) t.dispose();
         hs[j] = out.h;
         if (out.dpStats) {
@@ -325,7 +324,7 @@ export async function streamLogProbs(
     for (const t of run.hs) t.dispose();
     throw e;
   });
-  const { config, device } = stream;
+  const { config } = stream;
   try {
     const out: number[][] = [];
     for (const [j, ids] of samples.entries()) {
@@ -342,23 +341,6 @@ export async function streamLogProbs(
     head.norm.dispose();
     head.lmHead.dispose();
   }
-}
-
-/** Run one layer, choosing a mixture-of-experts layer's experts on the host. */
-async function runLayer(
-  layer: LayerParams,
-  h: Tensor,
-  config: Qwen2Config,
-  ctx: ReturnType<typeof layerContext>,
-): Promise<LayerOutput> {
-  const steps = decoderLayer(layer, h, config, ctx);
-  let r = steps.next();
-  while (!r.done) {
-    const { probs } = r.value;
-    const [n, e] = probs.shape as [number, number];
-    r = steps.next(topKExperts(await probs.data(), n, e, config.moe!.numExpertsPerTok));
-  }
-  return r.value;
 }
 
 function disposeTree(tree: unknown): void {
