@@ -322,8 +322,9 @@ await runCommand("dp", async () => {
       }
     } else {
       // layer-major: each chunk of samples goes through every layer read once
-      const chunks = planMemory(needs, todo.map((s) => s.ids.length), budget.bytes, flags.stream);
-      const groups = chunks.stream ? chunks.chunks : [todo.map((_, i) => i)];
+      // the samples left (after --resume) in chunks that fit the budget
+      const chunks = planMemory(needs, todo.map((s) => s.ids.length), budget.bytes, true);
+      const groups = chunks.stream ? chunks.chunks : [];
       for (const [c, group] of groups.entries()) {
         if (interrupted) break;
         const chunk = group.map((i) => todo[i]!);

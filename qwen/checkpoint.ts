@@ -4,7 +4,7 @@
 import { defaultDevice } from "../tensor/backend.ts";
 import { tensor } from "../tensor/create.ts";
 import type { Device } from "../tensor/device.ts";
-import type { DType } from "../tensor/dtype.ts";
+import { byteSize, type DType } from "../tensor/dtype.ts";
 import { SafetensorsError, SafetensorsFile, type TensorInfo } from "../tensor/safetensors.ts";
 import { fmtShape, Tensor } from "../tensor/tensor.ts";
 import { treeFromNames } from "../nn/params.ts";
@@ -13,7 +13,6 @@ import { ConfigError, expectedShapes, type Qwen2Config, readQwen2Config } from "
 
 /** File dtypes a device stores byte for byte. */
 const storedAs = { F32: "f32", BF16: "bf16", F16: "f16", I32: "i32" } as const;
-const dtypeBytes = (d: DType) => (d === "bf16" || d === "f16" ? 2 : 4);
 /**
  * The read window. Each piece becomes a staging copy inside the driver, and on lavapipe the
  * memory it keeps grows with the piece size: the MLP weights of the 1.5B (2.2 GB) loaded
@@ -109,7 +108,7 @@ export class Checkpoint {
       return tensor(values, info.shape, { dtype, device });
     }
     const total = info.end - info.begin;
-    const writer = device.uploadPieces(total / dtypeBytes(dtype), dtype);
+    const writer = device.uploadPieces(total / byteSize(dtype), dtype);
     // whole pieces of the device's size, about one window at a time
     const step = Math.max(
       writer.pieceBytes,

@@ -9,6 +9,7 @@ import { nextTokenLosses } from "./score.ts";
 import type { MaskVariant } from "../nn/masks.ts";
 import { isEmbeddingModule, type LoraConfig, type LoraParams, mergeLora } from "../nn/lora.ts";
 import { nodeAt, treeFromNames } from "../nn/params.ts";
+import { forEachTensor } from "../tensor/pytree.ts";
 import { scope, scopeAsync } from "../tensor/scope.ts";
 import { rmsNorm } from "../tensor/ops/norm.ts";
 import { ropeTables } from "../nn/rope.ts";
@@ -167,8 +168,10 @@ export class LayerStream {
       base.weight.dispose();
     }
     const layer = (tree as { model: { layers: LayerParams[] } }).model.layers[i]!;
-    for (const [name, t] of flatten(layer)) {
-      if (name.endsWith("_proj.weight")) this.device.prepareLinearWeight?.(t);
+    for (const name of loaded.keys()) {
+      if (name.endsWith("_proj.weight")) {
+        this.device.prepareLinearWeight?.(nodeAt(tree, name) as Tensor);
+      }
     }
     this.readSeconds += (performance.now() - start) / 1000;
     return layer;
@@ -216,13 +219,6 @@ export class LayerStream {
 export interface Adapter {
   params: LoraParams;
   config: LoraConfig;
-}
-
-/** The tensors of a tree with their dotted paths. */
-function flatten(tree: unknown, path = ""): [string, Tensor][] {
-  if (tree === null || typeof tree !== "object") return [];
-  if ("dispose" in tree) return [[path, tree as Tensor]];
-  return Object.entries(tree).flatMap(([k, v]) => flatten(v, path ? `${path}.${k}` : k));
 }
 
 /** Options of the streamed forward passes. */
@@ -344,10 +340,5 @@ export async function streamLogProbs(
 }
 
 function disposeTree(tree: unknown): void {
-  if (tree === null || typeof tree !== "object") return;
-  if ("dispose" in tree && typeof (tree as Tensor).dispose === "function") {
-    (tree as Tensor).dispose();
-    return;
-  }
-  for (const v of Object.values(tree)) disposeTree(v);
+  forEachTensor(tree, (t) => t.dispose());
 }

@@ -1,7 +1,14 @@
 // The WebGPU device: storage allocation and pooling, dispatch batching (many dispatches,
 // one submit), pipeline cache, upload and async read-back (DESIGN 2.3, 5.1).
 import type { Device, HostArray, MemoryStats, Storage, StorageWriter } from "../device.ts";
-import { bf16BitsToF32, type DType, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from "../dtype.ts";
+import {
+  bf16BitsToF32,
+  byteSize,
+  type DType,
+  f16BitsToF32,
+  f32ToBf16Bits,
+  f32ToF16Bits,
+} from "../dtype.ts";
 import type { Meta, OpDef } from "../op.ts";
 import type { Tensor } from "../tensor.ts";
 import type { Gpu, GpuTensor } from "./gpu.ts";
@@ -315,7 +322,7 @@ export class WebGpuDevice implements Device {
   uploadPieces(n: number, dtype: DType): StorageWriter {
     const s = this.alloc(n, dtype, true);
     this.flush();
-    const total = n * (dtype === "bf16" || dtype === "f16" ? 2 : 4);
+    const total = n * byteSize(dtype);
     let at = 0;
     return {
       pieceBytes: s.texture ? s.texture.width * 16 : 4,
@@ -363,7 +370,7 @@ export class WebGpuDevice implements Device {
       }
       return;
     }
-    const chunkBytes = s.chunkElements * (s.dtype === "bf16" || s.dtype === "f16" ? 2 : 4);
+    const chunkBytes = s.chunkElements * byteSize(s.dtype);
     const end = offset + bytes.length;
     s.buffers.forEach((b, c) => {
       const from = Math.max(offset, c * chunkBytes), to = Math.min(end, (c + 1) * chunkBytes);
@@ -380,7 +387,7 @@ export class WebGpuDevice implements Device {
 
   async read(storage: Storage, dtype: DType, size: number): Promise<Float32Array | Int32Array> {
     const s = this.#plain(storage as GpuStorage);
-    const elementBytes = dtype === "bf16" || dtype === "f16" ? 2 : 4;
+    const elementBytes = byteSize(dtype);
     const need = Math.ceil(size * elementBytes / 4) * 4;
     this.#endPass();
     const encoder = this.#encoder ?? this.device.createCommandEncoder();

@@ -7,6 +7,7 @@ import { decoderAsync } from "../../qwen/decoder.ts";
 import { LayerStream, streamDp } from "../../qwen/stream.ts";
 import { tensor } from "../../tensor/create.ts";
 import type { Device } from "../../tensor/device.ts";
+import { leaves } from "../../tensor/pytree.ts";
 import { scopeAsync } from "../../tensor/scope.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { backends } from "../backends.ts";
@@ -42,15 +43,8 @@ async function inMemory(
     });
     out.push(dp!);
   }
-  for (const t of Object.values(model.params.model.layers).flatMap((l) => leaves(l))) t.dispose();
-  model.params.model.embed_tokens.weight.dispose();
+  for (const t of leaves(model.params)) t.dispose();
   return out;
-}
-
-function leaves(tree: unknown): { dispose(): void }[] {
-  if (tree === null || typeof tree !== "object") return [];
-  if ("dispose" in tree) return [tree as { dispose(): void }];
-  return Object.values(tree).flatMap(leaves);
 }
 
 for (const device of backends) {
